@@ -16,7 +16,9 @@ from cptkit.errors import UserError
 _PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand(value: str, *, file: str | None = None, field: str | None = None, env: Mapping[str, str] | None = None) -> str:
+def expand(
+    value: str, *, file: str | None = None, field: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
     env = os.environ if env is None else env
 
     def sub(m: re.Match) -> str:

@@ -1,0 +1,108 @@
+"""`ModelConfig`: everything needed to build a Llama/Qwen2-style GPTModel, stored as `cptkit_model.json`.
+
+Written by `cptkit convert hf-to-mcore` next to the converted weights and copied into every checkpoint the trainer
+saves, so the trainer builds the right TransformerConfig (including Llama-3.1 RoPE scaling) without flags, and the
+exporter writes the right HF config.json. Torch-free: the launcher reads it on login nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cptkit.errors import UserError
+from cptkit.util.atomic import write_json
+
+FILENAME = "cptkit_model.json"
+
+
+class RopeScaling(BaseModel):
+    """Llama-3.x frequency-dependent RoPE scaling (HF `rope_scaling` with `rope_type: llama3`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rope_type: Literal["llama3"] = "llama3"
+    factor: float = Field(gt=0, description="Scale applied to low-frequency components (8 for Llama-3.1, 32 for 3.2).")
+    low_freq_factor: float = Field(1.0, gt=0)
+    high_freq_factor: float = Field(4.0, gt=0)
+    original_max_position_embeddings: int = Field(8192, gt=0, description="Context length (tokens) before scaling.")
+
+
+class ModelConfig(BaseModel):
+    """Architecture of a decoder-only model in megatron-core terms. Sizes are counts, lengths are tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: str = Field(description="Mapping spec name in convert/ (e.g. 'llama', 'qwen2').")
+    num_layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    ffn_hidden_size: int = Field(gt=0, description="SwiGLU intermediate size (HF intermediate_size).")
+    num_attention_heads: int = Field(gt=0)
+    num_query_groups: int = Field(gt=0, description="Key/value heads (GQA groups).")
+    kv_channels: int = Field(gt=0, description="Head dimension.")
+    vocab_size: int = Field(gt=0, description="True vocabulary size (rows a released model has).")
+    padded_vocab_size: int = Field(gt=0, description="Embedding rows in megatron-core (vocab_size plus padding).")
+    max_position_embeddings: int = Field(gt=0, description="Longest sequence the model supports, in tokens.")
+    rotary_base: float = Field(gt=0, description="RoPE theta (500,000 for Llama-3).")
+    rope_scaling: RopeScaling | None = None
+    norm_epsilon: float = Field(gt=0, description="RMSNorm epsilon.")
+    tie_word_embeddings: bool = False
+    add_qkv_bias: bool = Field(False, description="Bias on the QKV projection (Qwen2).")
+    hf_config: dict[str, Any] = Field(default_factory=dict, description="The base model's HF config.json, for export.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.num_attention_heads % self.num_query_groups:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must be divisible by "
+                f"num_query_groups ({self.num_query_groups})"
+            )
+        if self.padded_vocab_size < self.vocab_size:
+            raise ValueError(f"padded_vocab_size ({self.padded_vocab_size}) < vocab_size ({self.vocab_size})")
+        return self
+
+    # -- derived sizes ---------------------------------------------------------------------------------------------
+    @property
+    def num_parameters(self) -> int:
+        """Parameters as trained (padded embedding rows included)."""
+        h, f, layers = self.hidden_size, self.ffn_hidden_size, self.num_layers
+        q = self.num_attention_heads * self.kv_channels
+        kv = 2 * self.num_query_groups * self.kv_channels
+        attn = h * (q + kv) + q * h + ((q + kv) if self.add_qkv_bias else 0)
+        mlp = 3 * h * f
+        per_layer = attn + mlp + 2 * h
+        embed = self.padded_vocab_size * h * (1 if self.tie_word_embeddings else 2)
+        return layers * per_layer + embed + h
+
+    # -- files -----------------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / FILENAME
+        write_json(path, self.model_dump(mode="json"))
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ModelConfig:
+        path = Path(directory)
+        if path.is_dir():
+            path = path / FILENAME
+        if not path.is_file():
+            raise UserError(
+                f"no {FILENAME}: not a cptkit checkpoint (convert the HF model with `cptkit convert hf-to-mcore`)",
+                file=str(path),
+            )
+        try:
+            return cls.model_validate(json.loads(path.read_text()))
+        except json.JSONDecodeError as e:
+            raise UserError(f"not valid JSON: {e}", file=str(path)) from None
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or None
+            raise UserError(err["msg"], file=str(path), field=field) from None
+
+
+def pad_vocab_size(vocab_size: int, divisible_by: int = 128) -> int:
+    """Megatron's `make-vocab-size-divisible-by` padding (128,256 stays 128,256 at 128)."""
+    return -(-vocab_size // divisible_by) * divisible_by
