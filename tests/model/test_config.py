@@ -59,7 +59,7 @@ def test_bad_heads_rejected():
 
 
 def test_load_errors_are_one_line(tmp_path):
-    with pytest.raises(UserError, match="no cptkit_model.json"):
+    with pytest.raises(UserError, match=r"no cptkit_model\.json"):
         ModelConfig.load(tmp_path)
     (tmp_path / "cptkit_model.json").write_text(json.dumps({**tiny().model_dump(), "num_layers": -1}))
     with pytest.raises(UserError, match="num_layers"):
