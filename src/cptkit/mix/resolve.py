@@ -1,0 +1,253 @@
+"""Mixture → Megatron blend: `(weight_tokens, prefix)` per tokenized dataset, plus a fingerprint.
+
+The trainer calls this in-process and stores the fingerprint in every checkpoint:
+
+    from cptkit.mix import resolve_file
+    blend = resolve_file("data_mix/demo.yaml")        # UserError if a prefix is not tokenized (lists all of them)
+    prefixes, weights = blend.megatron_blend()        # -> BlendedMegatronDatasetConfig(blend=(prefixes, weights))
+    blend.fingerprint                                  # sha256 hex
+
+Weights are the tokens to train on from each prefix; Megatron normalises them, so they act as token shares. A
+multi-prefix source's target is split over its prefixes by their explicit `tokens`, else in proportion to each
+prefix's available tokens (every prefix then sees the same number of epochs).
+
+The fingerprint is sha256 over the blend (source, position, weight) and the sha256 of each prefix's `.idx` bytes. It
+does not include the paths: moving the data to another file system keeps it; changing a weight, adding a source or
+re-tokenizing a prefix changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cptkit.errors import UserError
+from cptkit.mix.idx import IdxFormatError, IdxSummary, bin_path, idx_path, read_idx, sha256_file
+from cptkit.mix.schema import Mixture, Source, load_mixture
+from cptkit.mix.validate import target_tokens
+from cptkit.util import atomic
+
+BLEND_FORMAT = "cptkit-blend/1"
+
+
+@dataclass(frozen=True)
+class PrefixPlan:
+    """One Megatron prefix of a source, as found on disk."""
+
+    field: str  # where the prefix is written in the mixture, e.g. sources[2].datasets[5].prefix
+    prefix: str  # as written (after ${VAR} expansion)
+    path: str  # absolute
+    summary: IdxSummary | None  # None when not tokenized (or unreadable: see problem)
+    problem: str | None
+    weight_tokens: float | None  # None when the split needs available tokens that are missing
+
+    @property
+    def epochs(self) -> float | None:
+        if self.summary is None or self.weight_tokens is None:
+            return None
+        return self.weight_tokens / self.summary.tokens if self.summary.tokens else float("inf")
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    source: Source
+    target_tokens: float
+    max_epochs: float
+    prefixes: tuple[PrefixPlan, ...]
+
+    @property
+    def available_tokens(self) -> int | None:
+        if any(p.summary is None for p in self.prefixes):
+            return None
+        return sum(p.summary.tokens for p in self.prefixes)  # type: ignore[union-attr]
+
+    @property
+    def epochs(self) -> float | None:
+        avail = self.available_tokens
+        if avail is None:
+            return None
+        return self.target_tokens / avail if avail else float("inf")
+
+    @property
+    def max_prefix_epochs(self) -> float | None:
+        known = [e for p in self.prefixes if (e := p.epochs) is not None]
+        return max(known) if known else None
+
+
+def plan(mixture: Mixture) -> list[SourcePlan]:
+    """Targets, available tokens and the per-prefix split of every source; reads only the `.idx` headers/lengths."""
+    plans = []
+    for i, s in enumerate(mixture.sources):
+        target = target_tokens(mixture, s)
+        found = []
+        for j, d in enumerate(s.prefixes()):
+            fld = f"sources[{i}].prefix" if s.datasets is None else f"sources[{i}].datasets[{j}].prefix"
+            summary, problem = _inspect(d.prefix)
+            found.append((fld, d, summary, problem))
+        weights = _split(target, [(d.tokens, summary) for _, d, summary, _ in found])
+        prefixes = tuple(
+            PrefixPlan(fld, d.prefix, os.path.abspath(d.prefix), summary, problem, w)
+            for (fld, d, summary, problem), w in zip(found, weights, strict=True)
+        )
+        plans.append(SourcePlan(s, target, mixture.source_max_epochs(s), prefixes))
+    return plans
+
+
+def _inspect(prefix: str) -> tuple[IdxSummary | None, str | None]:
+    idx, binf = idx_path(prefix), bin_path(prefix)
+    if not idx.is_file() or not binf.is_file():
+        absent = " and ".join(str(p) for p in (idx, binf) if not p.is_file())
+        return None, f"not tokenized ({absent} missing)"
+    try:
+        summary = read_idx(prefix)
+    except (IdxFormatError, OSError) as e:
+        return None, str(e)
+    if binf.stat().st_size != summary.bin_bytes:
+        return None, f"{binf} has {binf.stat().st_size} bytes, its .idx promises {summary.bin_bytes}"
+    return summary, None
+
+
+def _split(target: float, parts: list[tuple[int | None, IdxSummary | None]]) -> list[float | None]:
+    if len(parts) == 1:
+        return [target]
+    explicit = [t for t, _ in parts]
+    if all(t is not None for t in explicit):
+        total = float(sum(explicit))  # type: ignore[arg-type]
+        return [target * t / total if total else 0.0 for t in explicit]  # type: ignore[operator]
+    if any(s is None for _, s in parts):
+        return [None] * len(parts)
+    available = [s.tokens for _, s in parts]  # type: ignore[union-attr]
+    total = float(sum(available))
+    return [target * a / total if total else 0.0 for a in available]
+
+
+@dataclass(frozen=True)
+class BlendEntry:
+    source: str
+    group: str | None
+    prefix: str  # absolute path of the Megatron prefix
+    weight_tokens: float  # tokens to train on from this prefix
+    available_tokens: int
+    idx_sha256: str
+
+    @property
+    def epochs(self) -> float:
+        return self.weight_tokens / self.available_tokens if self.available_tokens else float("inf")
+
+
+@dataclass(frozen=True)
+class ResolvedBlend:
+    """A mixture resolved against the tokenized datasets on disk."""
+
+    mixture: str
+    mixture_file: str
+    tokenizer: str
+    total_tokens: int | None
+    entries: tuple[BlendEntry, ...]
+    fingerprint: str = field(default="")
+
+    @property
+    def target_tokens(self) -> float:
+        return sum(e.weight_tokens for e in self.entries)
+
+    def megatron_blend(self) -> tuple[list[str], list[float]]:
+        """`(prefixes, weights)` as `BlendedMegatronDatasetConfig.blend` takes it."""
+        return [e.prefix for e in self.entries], [e.weight_tokens for e in self.entries]
+
+    def data_args_text(self) -> str:
+        """Megatron-LM `--data-args-path` file: one `weight prefix` pair per line (the file is whitespace-split)."""
+        return "".join(f"{_number(e.weight_tokens)} {e.prefix}\n" for e in self.entries)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": BLEND_FORMAT,
+            "mixture": self.mixture,
+            "mixture_file": self.mixture_file,
+            "tokenizer": self.tokenizer,
+            "total_tokens": self.total_tokens,
+            "target_tokens": self.target_tokens,
+            "fingerprint": self.fingerprint,
+            "entries": [
+                {
+                    "source": e.source,
+                    "group": e.group,
+                    "prefix": e.prefix,
+                    "weight_tokens": e.weight_tokens,
+                    "available_tokens": e.available_tokens,
+                    "epochs": round(e.epochs, 6),
+                    "idx_sha256": e.idx_sha256,
+                }
+                for e in self.entries
+            ],
+        }
+
+    def write(self, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+        """Write `NAME.blend.json` and `NAME.data-args.txt` into `out_dir`, each atomically."""
+        out = Path(out_dir)
+        json_path, args_path = out / f"{self.mixture}.blend.json", out / f"{self.mixture}.data-args.txt"
+        atomic.write_json(json_path, self.to_json())
+        atomic.write_text(args_path, self.data_args_text())
+        return json_path, args_path
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def fingerprint(entries: tuple[BlendEntry, ...] | list[BlendEntry]) -> str:
+    canon = [[e.source, k, round(e.weight_tokens, 3), e.idx_sha256] for k, e in enumerate(entries)]
+    return hashlib.sha256(json.dumps(canon, separators=(",", ":")).encode()).hexdigest()
+
+
+def missing_error(mixture: Mixture, plans: list[SourcePlan]) -> UserError | None:
+    """One error listing every prefix that is not (completely) tokenized, or None."""
+    bad = [p for sp in plans for p in sp.prefixes if p.summary is None]
+    if not bad:
+        return None
+    listing = "; ".join(f"{p.field}: {p.prefix}: {p.problem}" for p in bad)
+    return UserError(
+        f"{len(bad)} of {sum(len(sp.prefixes) for sp in plans)} prefixes are not usable: {listing} "
+        f"(run `cptkit tokenize {mixture.file}`)",
+        file=mixture.file,
+        field=bad[0].field if len(bad) == 1 else None,
+    )
+
+
+def resolve(mixture: Mixture) -> ResolvedBlend:
+    """Resolve a loaded mixture; raises UserError listing ALL prefixes that are missing or broken."""
+    plans = plan(mixture)
+    error = missing_error(mixture, plans)
+    if error is not None:
+        raise error
+    entries = tuple(
+        BlendEntry(
+            source=sp.source.name,
+            group=sp.source.group,
+            prefix=p.path,
+            weight_tokens=float(p.weight_tokens),  # type: ignore[arg-type]
+            available_tokens=p.summary.tokens,  # type: ignore[union-attr]
+            idx_sha256=sha256_file(idx_path(p.path)),
+        )
+        for sp in plans
+        for p in sp.prefixes
+    )
+    zero = [e for e in entries if e.available_tokens == 0]
+    if zero:
+        raise UserError(f"prefix {zero[0].prefix} holds no tokens", file=mixture.file, field=f"source {zero[0].source}")
+    return ResolvedBlend(
+        mixture=mixture.name,
+        mixture_file=mixture.file,
+        tokenizer=mixture.tokenizer,
+        total_tokens=mixture.total_tokens,
+        entries=entries,
+        fingerprint=fingerprint(entries),
+    )
+
+
+def resolve_file(path: str | os.PathLike) -> ResolvedBlend:
+    """`load_mixture` + `resolve`: the one call the trainer needs."""
+    return resolve(load_mixture(path))
