@@ -1,0 +1,67 @@
+"""`cptkit train RECIPE [key=value ...]` and `cptkit plan RECIPE [key=value ...]`.
+
+`plan` and `train --dry-run` need neither torch nor a GPU: they print the resolved recipe and what follows from it
+(layout, batch arithmetic, schedule, memory per GPU) and fail with a one-line error on any inconsistency.
+`train` runs one process per GPU under torchrun or mpirun (or a single process without either); on CPU it uses the
+gloo backend and cptkit's CPU shims (tests and the demo only).
+
+    cptkit plan recipes/swallowcode_exp1.yaml
+    cptkit train recipes/tiny_cpu.yaml --dry-run
+    cptkit train recipes/tiny_cpu.yaml run_dir=/tmp/tiny training.train_iters=30
+    torchrun --nproc-per-node 2 -m cptkit.cli train recipes/tiny_cpu.yaml parallel.num_gpus=2
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a recipe on megatron-core (resumes from the run's latest checkpoint)",
+        description="Run continual pre-training from a recipe; key=value overrides any recipe field.",
+    )
+    _common(train)
+    train.add_argument("--dry-run", action="store_true", help="print the resolved recipe and plan, then exit")
+    train.set_defaults(func=_train)
+
+    plan = subparsers.add_parser(
+        "plan",
+        help="show what a recipe implies: layout, batches, iterations, memory per GPU",
+        description="Resolve a recipe and print its plan; errors on any inconsistency.",
+    )
+    _common(plan)
+    plan.set_defaults(func=_plan)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe YAML (recipes/*.yaml)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="override a recipe field, e.g. training.train_iters=100"
+    )
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from cptkit.train.plan import make_plan
+    from cptkit.train.recipe import load_recipe
+
+    print(make_plan(load_recipe(args.recipe, args.overrides)).render())
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cptkit.train.plan import make_plan
+    from cptkit.train.recipe import load_recipe, resolved_yaml
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.dry_run:
+        plan = make_plan(recipe)
+        print("# resolved recipe")
+        print(resolved_yaml(recipe))
+        print("# plan")
+        print(plan.render())
+        return 0
+    from cptkit.train.loop import train
+
+    return train(recipe)
