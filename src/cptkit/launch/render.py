@@ -1,0 +1,300 @@
+"""Render job scripts from a profile and a job description (templates in `cptkit/launch/templates/`).
+
+The scripts are plain bash a cluster user would write by hand: scheduler directives, `module load`/venv/container,
+a hostfile, `MASTER_ADDR`/`MASTER_PORT`, one process per GPU, and signal handling so the trainer checkpoints before
+the walltime ends or when the job is pre-empted. Rendering is pure (no clock, no environment reads) so the output can
+be pinned by golden files.
+
+    from cptkit.launch.render import render_train
+    job = render_train(recipe, profile, nodes=8, walltime="24:00:00", workdir="/path/to/cptkit")
+    print(job.script)
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from cptkit.errors import UserError
+from cptkit.launch import schedulers
+from cptkit.launch.profile import Profile, walltime_seconds
+from cptkit.launch.recipe import RecipeView
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("cptkit.launch", "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+_ENV.filters["q"] = lambda v: shlex.quote(str(v))
+# Profile `env` values may refer to the job's own variables (`$LD_LIBRARY_PATH`): double quotes keep `$` live.
+_ENV.filters["dq"] = lambda v: '"' + re.sub(r'(["\\`])', r"\\\1", str(v)) + '"'
+
+_TITLES = {"slurm": "SLURM", "pbs": "PBS Pro", "sge": "Grid Engine", "local": "local"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One script to submit. `after` names the job (by kind) it must wait for; `chain` is how many to submit."""
+
+    kind: str  # train | tokenize | merge | convert | eval
+    name: str
+    script: str
+    array_size: int | None = None
+    after: str | None = None
+    chain: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+def _q(words: list[str]) -> str:
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _cptkit(profile: Profile) -> str:
+    return profile.cptkit  # a command line as written in the profile, e.g. "cptkit" or "apptainer ... cptkit"
+
+
+def _container(profile: Profile, gpu: bool) -> str:
+    env = profile.environment
+    if env.kind in ("apptainer", "singularity"):
+        parts = [env.kind, "exec"] + (["--nv"] if gpu else [])
+        if env.binds:
+            parts += ["--bind", ",".join(env.binds)]
+        return _q([*parts, env.image]) + " "
+    return ""
+
+
+def _pyxis(profile: Profile) -> list[str]:
+    env = profile.environment
+    if env.kind != "pyxis":
+        return []
+    out = [f"--container-image={env.image}"]
+    if env.binds:
+        out.append(f"--container-mounts={','.join(env.binds)}")
+    return out
+
+
+def _join(lines: list[str]) -> str:
+    return " \\\n    ".join(line for line in lines if line)
+
+
+def launch_command(profile: Profile, nodes: int, train_args: str) -> str:
+    """The line that starts one trainer process per GPU."""
+    launcher = profile.launcher
+    extra = _q(launcher.extra_args)
+    trainer = f"{_container(profile, gpu=True)}{_cptkit(profile)} train {train_args}"
+    if launcher.kind == "mpirun":
+        exports = " ".join(
+            f"-x {v}" for v in ["MASTER_ADDR", "MASTER_PORT", "PATH", "LD_LIBRARY_PATH", *launcher.export_env]
+        )
+        head = 'mpirun -np "$NUM_GPUS" --npernode "$GPUS_PER_NODE" --hostfile "$HOSTFILE"'
+        return _join([head, exports, extra, trainer])
+    if launcher.kind == "srun":
+        head = 'srun --ntasks="$NUM_GPUS" --ntasks-per-node="$GPUS_PER_NODE" --kill-on-bad-exit=1'
+        ranks = (
+            "bash -c 'export RANK=$SLURM_PROCID LOCAL_RANK=$SLURM_LOCALID WORLD_SIZE=$SLURM_NTASKS; exec \"$@\"' rank"
+        )
+        return _join([head, _q(_pyxis(profile)), extra, ranks, trainer])
+    if nodes != 1:
+        raise UserError(
+            f"the torchrun launcher runs on one node, not {nodes}; use mpirun or srun", field="launcher.kind"
+        )
+    head = 'torchrun --standalone --nnodes=1 --nproc-per-node="$GPUS_PER_NODE" --no-python'
+    # torchrun dies on SIGUSR1; ignoring it there is inherited by the workers until the trainer installs its handler.
+    return (
+        "(trap '' USR1; exec "
+        + _join([_container(profile, gpu=True) + head, extra, _cptkit(profile)])
+        + f" train {train_args})"
+    )
+
+
+def _exports(profile: Profile) -> dict[str, str]:
+    return dict(profile.env)
+
+
+def _common(
+    profile: Profile,
+    kind: str,
+    workdir: str,
+    log_dir: str,
+    job_name: str,
+    walltime: str | None,
+    array_size: int | None,
+    directives: list[str],
+    banner: list[str],
+) -> dict:
+    sched = schedulers.get(profile.scheduler)
+    header = sched.header(job_name=job_name, log_dir=log_dir, walltime=walltime, array_size=array_size)
+    return {
+        "prefix": sched.prefix,
+        "directives": ([*header, *directives] if sched.prefix else []),
+        "banner": banner,
+        "scheduler": profile.scheduler,
+        "scheduler_title": _TITLES[profile.scheduler],
+        "job_id": sched.job_id,
+        "array_index": sched.array_index if (array_size or 0) > 1 else "0",
+        "array_size": array_size,
+        "workdir": workdir,
+        "env": profile.environment,
+        "exports": _exports(profile),
+        "launcher": profile.launcher,
+        "kind": kind,
+    }
+
+
+def render_train(
+    recipe: RecipeView,
+    profile: Profile,
+    *,
+    nodes: int,
+    walltime: str,
+    workdir: str,
+    recipe_arg: str,
+    overrides: list[str],
+    chain: int = 1,
+) -> Job:
+    run_dir = recipe.run_dir
+    world = nodes * profile.gpus_per_node
+    tp, pp, cp = recipe.tensor_model_parallel_size, recipe.pipeline_model_parallel_size, recipe.context_parallel_size
+    dp = world // (tp * pp * cp)
+    lead = profile.checkpoint_lead_seconds
+    extra: list[str] = []
+    if profile.scheduler == "slurm":
+        extra = [f"--signal=B:USR1@{lead}", "--requeue", "--open-mode=append"]
+    directives = extra + profile.directives("train", nodes=nodes, walltime=walltime, world_size=world)
+    resume = {
+        "slurm": f"on pre-emption or {lead} s before the walltime it checkpoints and requeues itself",
+        "pbs": f"it checkpoints {lead} s before the walltime; chained jobs (-W depend=afterany) resume it",
+        "sge": f"it checkpoints {lead} s before the walltime; chained jobs (-hold_jid) resume it",
+        "local": "on SIGUSR1/SIGTERM it checkpoints; run it again to resume",
+    }[profile.scheduler]
+    banner = [
+        f"cptkit training job: {recipe.name} ({recipe_arg}) on {profile.name}",
+        f"{nodes} node(s) x {profile.gpus_per_node} GPUs = {world} GPUs; TP {tp} PP {pp} CP {cp} DP {dp}; "
+        f"global batch {recipe.global_batch_size}, micro batch {recipe.micro_batch_size}, "
+        + (f"{recipe.train_iters} iterations" if recipe.train_iters else f"{recipe.train_tokens} tokens"),
+        f"Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; {resume}.",
+    ]
+    ctx = _common(
+        profile, "train", workdir, f"{run_dir}/logs/jobs", f"{recipe.name}"[:60], walltime, None, directives, banner
+    )
+    wall = walltime_seconds(walltime)
+    ctx.update(
+        run_dir=run_dir,
+        nodes=nodes,
+        gpus_per_node=profile.gpus_per_node,
+        lead=lead,
+        max_requeues=profile.max_requeues,
+        watchdog_seconds=(wall - lead) if profile.scheduler in ("pbs", "sge") else None,
+        launch_command=launch_command(profile, nodes, _q([recipe_arg, *overrides])),
+    )
+    return Job("train", recipe.name, _ENV.get_template("train.sh.j2").render(**ctx), chain=chain)
+
+
+def _task(
+    profile: Profile,
+    kind: str,
+    resources: str,
+    name: str,
+    command: str,
+    *,
+    workdir: str,
+    log_dir: str,
+    walltime: str | None,
+    array_size: int | None,
+    banner: list[str],
+    after: str | None = None,
+) -> Job:
+    directives = profile.directives(resources, nodes=1, walltime=walltime or profile.max_walltime, world_size=1)
+    ctx = _common(profile, kind, workdir, log_dir, name[:60], walltime, array_size, directives, banner)
+    ctx["command"] = command
+    return Job(kind, name, _ENV.get_template("task.sh.j2").render(**ctx), array_size=array_size, after=after)
+
+
+def render_tokenize(
+    mixture: str, profile: Profile, *, num_shards: int, workdir: str, log_dir: str, walltime: str | None
+) -> list[Job]:
+    """An array job (one task per shard) and a merge job that waits for all of it."""
+    stem = Path(mixture).stem
+    prefix = f"{_container(profile, gpu=False)}{_cptkit(profile)} tokenize {shlex.quote(mixture)}"
+    shards = _task(
+        profile,
+        "tokenize",
+        "cpu",
+        f"tok-{stem}",
+        _join([prefix, '--shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"']),
+        workdir=workdir,
+        log_dir=log_dir,
+        walltime=walltime,
+        array_size=num_shards,
+        banner=[
+            f"cptkit tokenization: {mixture}, {num_shards} shard(s), one array task each",
+            "Rendered by `cptkit launch --tokenize`; the merge job runs after every shard succeeded.",
+        ],
+    )
+    merge = _task(
+        profile,
+        "merge",
+        "cpu",
+        f"tok-{stem}-merge",
+        f"{prefix} --merge",
+        workdir=workdir,
+        log_dir=log_dir,
+        walltime=walltime,
+        array_size=None,
+        after="tokenize",
+        banner=[f"cptkit tokenization merge: {mixture}", "Rendered by `cptkit launch --tokenize`."],
+    )
+    return [shards, merge]
+
+
+def render_convert(
+    convert_args: list[str], profile: Profile, *, workdir: str, log_dir: str, walltime: str | None
+) -> Job:
+    command = f"{_container(profile, gpu=False)}{_cptkit(profile)} convert {_q(convert_args)}"
+    banner = [f"cptkit conversion (CPU): convert {' '.join(convert_args)}", "Rendered by `cptkit launch --convert`."]
+    return _task(
+        profile,
+        "convert",
+        "cpu",
+        f"convert-{convert_args[0]}",
+        command,
+        workdir=workdir,
+        log_dir=log_dir,
+        walltime=walltime,
+        array_size=None,
+        banner=banner,
+    )
+
+
+def render_eval(
+    run_dir: str, suite: str, profile: Profile, *, num_iterations: int, workdir: str, log_dir: str, walltime: str | None
+) -> Job:
+    command = _join(
+        [
+            f"{_container(profile, gpu=True)}{_cptkit(profile)} eval {shlex.quote(run_dir)} --suite {shlex.quote(suite)}",
+            '--iteration-index "$ARRAY_INDEX"',
+        ]
+    )
+    banner = [
+        f"cptkit evaluation: suite {suite} on {num_iterations} checkpoint(s) of {run_dir}, one array task each",
+        "Rendered by `cptkit launch --eval`.",
+    ]
+    return _task(
+        profile,
+        "eval",
+        "eval",
+        f"eval-{suite}",
+        command,
+        workdir=workdir,
+        log_dir=log_dir,
+        walltime=walltime,
+        array_size=num_iterations,
+        banner=banner,
+    )

@@ -1,0 +1,16 @@
+#!/bin/bash
+#
+# cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/tiny_cpu, one array task each
+# Rendered by `cptkit launch --eval`.
+set -eo pipefail
+
+cd /home/user/cptkit
+ARRAY_INDEX=${CPTKIT_ARRAY_INDEX:-0}
+NUM_TASKS=5
+echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job local-$$ on $(hostname)"
+
+# --- software environment (none)
+export OMP_NUM_THREADS="1"
+
+cptkit eval /scratch/cptkit/runs/tiny_cpu --suite ja \
+    --iteration-index "$ARRAY_INDEX"

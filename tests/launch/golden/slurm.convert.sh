@@ -1,0 +1,21 @@
+#!/bin/bash
+#SBATCH --job-name=convert-mcore-to-hf
+#SBATCH --output=/scratch/cptkit/logs/%x-%j.out
+#SBATCH --time=02:00:00
+#SBATCH --partition=gpu
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=16
+#
+# cptkit conversion (CPU): convert mcore-to-hf /scratch/cptkit/runs/swallowcode_exp1/checkpoints/iter_0012500 /scratch/hf/out
+# Rendered by `cptkit launch --convert`.
+set -eo pipefail
+
+cd /home/user/cptkit
+echo "cptkit: convert job $SLURM_JOB_ID on $(hostname)"
+
+# --- software environment (venv)
+source /home/user/cptkit/.venv/bin/activate
+export CUDA_DEVICE_MAX_CONNECTIONS="1"
+
+cptkit convert mcore-to-hf /scratch/cptkit/runs/swallowcode_exp1/checkpoints/iter_0012500 /scratch/hf/out

@@ -1,0 +1,21 @@
+#!/bin/bash
+#SBATCH --job-name=tok-swallowcode_exp1-merge
+#SBATCH --output=/scratch/cptkit/logs/%x-%j.out
+#SBATCH --time=04:00:00
+#SBATCH --partition=gpu
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=16
+#
+# cptkit tokenization merge: data_mix/swallowcode_exp1.yaml
+# Rendered by `cptkit launch --tokenize`.
+set -eo pipefail
+
+cd /home/user/cptkit
+echo "cptkit: merge job $SLURM_JOB_ID on $(hostname)"
+
+# --- software environment (venv)
+source /home/user/cptkit/.venv/bin/activate
+export CUDA_DEVICE_MAX_CONNECTIONS="1"
+
+cptkit tokenize data_mix/swallowcode_exp1.yaml --merge

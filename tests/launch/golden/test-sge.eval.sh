@@ -1,0 +1,24 @@
+#!/bin/bash
+#$ -N eval-ja
+#$ -cwd
+#$ -j y
+#$ -o /scratch/cptkit/logs/$JOB_NAME.o$JOB_ID.$TASK_ID
+#$ -S /bin/bash
+#$ -l h_rt=04:00:00
+#$ -t 1-5
+#$ -pe mpi 1
+#
+# cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/tiny_cpu, one array task each
+# Rendered by `cptkit launch --eval`.
+set -eo pipefail
+
+cd /home/user/cptkit
+ARRAY_INDEX=$((SGE_TASK_ID - 1))
+NUM_TASKS=5
+echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job $JOB_ID on $(hostname)"
+
+# --- software environment (none)
+export OMP_NUM_THREADS="1"
+
+cptkit eval /scratch/cptkit/runs/tiny_cpu --suite ja \
+    --iteration-index "$ARRAY_INDEX"

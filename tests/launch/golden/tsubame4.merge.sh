@@ -1,0 +1,28 @@
+#!/bin/bash
+#$ -N tok-swallowcode_exp1-merge
+#$ -cwd
+#$ -j y
+#$ -o /scratch/cptkit/logs/$JOB_NAME.o$JOB_ID
+#$ -S /bin/bash
+#$ -l h_rt=04:00:00
+#$ -l cpu_160=1
+#$ -g tga-example
+#
+# cptkit tokenization merge: data_mix/swallowcode_exp1.yaml
+# Rendered by `cptkit launch --tokenize`.
+set -eo pipefail
+
+cd /home/user/cptkit
+echo "cptkit: merge job $JOB_ID on $(hostname)"
+
+# --- software environment (modules)
+if ! command -v module >/dev/null 2>&1 && [[ -f /etc/profile.d/modules.sh ]]; then
+  source /etc/profile.d/modules.sh
+fi
+module load cuda/12.1.0 cudnn/9.0.0 nccl/2.20.5 hpcx/2.17.1
+source /home/user/cptkit/.venv/bin/activate
+export CUDA_DEVICE_MAX_CONNECTIONS="1"
+export NCCL_IB_TIMEOUT="22"
+export NCCL_IB_QPS_PER_CONNECTION="8"
+
+cptkit tokenize data_mix/swallowcode_exp1.yaml --merge

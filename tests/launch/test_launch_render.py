@@ -1,0 +1,116 @@
+"""Golden files of every profile's rendered scripts (train, tokenize array + merge, convert, eval array), and `bash -n`.
+
+The goldens were reviewed by eye once; a change to a template shows up here as a diff. To regenerate them after an
+intended change: `CPTKIT_UPDATE_GOLDENS=1 .venv/bin/pytest tests/launch/test_render.py`, then review `git diff`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from launchtest_util import PROFILES, ROOT
+
+from cptkit.launch import render
+from cptkit.launch.profile import load_profile
+from cptkit.launch.recipe import read_recipe
+from cptkit.launch.validate import resolve_nodes, validate_train
+
+GOLDEN = Path(__file__).parent / "golden"
+WORKDIR = "/home/user/cptkit"
+RECIPE = {"local": "recipes/tiny_cpu.yaml", "test-slurm": "recipes/tiny_cpu.yaml", "test-sge": "recipes/tiny_cpu.yaml"}
+OVERRIDES = {"test-slurm": ["parallel.num_gpus=2"], "test-sge": ["parallel.num_gpus=2"]}
+
+
+def render_all(name: str) -> dict[str, str]:
+    profile = load_profile(ROOT / "launch" / f"{name}.yaml")
+    recipe_arg = RECIPE.get(name, "recipes/swallowcode_exp1.yaml")
+    overrides = OVERRIDES.get(name, [])
+    recipe = read_recipe(ROOT / recipe_arg, overrides)
+    nodes = resolve_nodes(recipe, profile, None)
+    walltime = profile.default_walltime or profile.max_walltime
+    validate_train(recipe, profile, nodes, walltime)
+    train = render.render_train(
+        recipe,
+        profile,
+        nodes=nodes,
+        walltime=walltime,
+        workdir=WORKDIR,
+        recipe_arg=recipe_arg,
+        overrides=overrides,
+        chain=3,
+    )
+    logs = "/scratch/cptkit/logs"
+    tok, merge = render.render_tokenize(
+        "data_mix/swallowcode_exp1.yaml", profile, num_shards=16, workdir=WORKDIR, log_dir=logs, walltime="04:00:00"
+    )
+    conv = render.render_convert(
+        ["mcore-to-hf", f"{recipe.run_dir}/checkpoints/iter_0012500", "/scratch/hf/out"],
+        profile,
+        workdir=WORKDIR,
+        log_dir=logs,
+        walltime="02:00:00",
+    )
+    ev = render.render_eval(
+        recipe.run_dir, "ja", profile, num_iterations=5, workdir=WORKDIR, log_dir=logs, walltime="04:00:00"
+    )
+    return {
+        "train": train.script,
+        "tokenize": tok.script,
+        "merge": merge.script,
+        "convert": conv.script,
+        "eval": ev.script,
+    }
+
+
+def bash_n(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_rendered_scripts_match_goldens_and_parse(name, site_env):
+    scripts = render_all(name)
+    for kind, text in scripts.items():
+        r = bash_n(text)
+        assert r.returncode == 0, f"{name}/{kind}: bash -n: {r.stderr}"
+        path = GOLDEN / f"{name}.{kind}.sh"
+        if os.environ.get("CPTKIT_UPDATE_GOLDENS"):
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+        assert path.exists(), f"no golden {path}; run with CPTKIT_UPDATE_GOLDENS=1 and review it"
+        assert text == path.read_text(), f"{name}/{kind} differs from {path} (regenerate with CPTKIT_UPDATE_GOLDENS=1)"
+
+
+def test_every_profile_has_goldens():
+    have = {p.name.split(".")[0] for p in GOLDEN.glob("*.sh")}
+    assert have == set(PROFILES)
+
+
+def test_bash_n_catches_a_broken_script(site_env):
+    """The syntax check is not blind: drop one `fi` from a real script and bash -n fails."""
+    text = render_all("tsubame4")["train"]
+    assert bash_n(text).returncode == 0
+    assert bash_n(text.replace("\nfi\n", "\n", 1)).returncode != 0
+
+
+def test_scheduler_specific_lines(site_env):
+    """The points a cluster user checks first, per scheduler (the goldens pin the rest)."""
+    s = render_all("tsubame4")
+    assert "#$ -l node_f=16" in s["train"] and "#$ -g tga-example" in s["train"]
+    assert "awk '!seen[$1]++ {print $1}' \"$PE_HOSTFILE\"" in s["train"]
+    assert "#$ -t 1-16" in s["tokenize"] and "ARRAY_INDEX=$((SGE_TASK_ID - 1))" in s["tokenize"]
+    a = render_all("abci3")
+    assert "#PBS -l select=8:ncpus=192:ngpus=8" in a["train"] and "#PBS -P gab00000" in a["train"]
+    assert 'sort -u "$PBS_NODEFILE"' in a["train"] and "#PBS -J 0-15" in a["tokenize"]
+    assert "(sleep 172200 && kill -USR1 $$) &" in a["train"]  # 48 h default walltime - 600 s lead
+    h = render_all("hyperpod")
+    assert "#SBATCH --signal=B:USR1@600" in h["train"] and "#SBATCH --requeue" in h["train"]
+    assert "--container-image=/fsx/images/cptkit.sqsh" in h["train"]
+    assert 'export FI_PROVIDER="efa"' in h["train"]
+    assert 'export LD_LIBRARY_PATH="/opt/amazon/efa/lib:/opt/aws-ofi-nccl/lib:${LD_LIBRARY_PATH}"' in h["train"]
+    assert 'scontrol requeue "$SLURM_JOB_ID"' in h["train"]
+    assert '--shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"' in h["tokenize"]
+    assert '--iteration-index "$ARRAY_INDEX"' in h["eval"]
+    assert "tokenize data_mix/swallowcode_exp1.yaml --merge" in h["merge"]
