@@ -1,0 +1,76 @@
+"""What `cptkit tokenize` prints: the `--dry-run` plan and the final summary table."""
+
+from __future__ import annotations
+
+from cptkit.util.units import format_tokens
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _table(rows: list[list[str]], out) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        print(
+            "  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))),
+            file=out,
+        )
+        if k == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+
+
+def print_dry_run(runner, jobs, args, out) -> None:
+    tok, o = runner.tok, runner.options
+    print(
+        f"tokenizer: {o.tokenizer} -> {tok.kind} {tok.path} (sha256 {tok.checksum[:12]}, vocab {tok.vocab_size:,})",
+        file=out,
+    )
+    print(
+        f"options: append_eod={o.append_eod} (id {tok.eod_id}) prepend_bos={o.prepend_bos} "
+        f"split_special_tokens={o.split_special_tokens} strict={o.strict} dtype={runner.dtype} "
+        f"workers={runner.workers} chunk_bytes={o.chunk_bytes:,}",
+        file=out,
+    )
+    if args.num_shards is not None:
+        print(
+            f"scale-out: this is shard {args.shard_index} of {args.num_shards}; run --merge after all shards", file=out
+        )
+    rows = [["source", "status", "files", "input", "prefix"]]
+    for job in jobs:
+        state, files, _ = runner.status(job)
+        what = {
+            "done": "done (skipped)",
+            "stale": "STALE (needs --overwrite)",
+            "partial": "partial (resumes)",
+            "new": "to tokenize",
+        }[state]
+        rows.append([job.name, what, str(len(files)), _mb(sum(f.size_bytes for f in files)), str(job.prefix)])
+    _table(rows, out)
+    print("dry run: nothing written", file=out)
+
+
+def print_summary(results, out) -> None:
+    rows = [["source", "status", "documents", "skipped", "tokens", "input", "seconds", "tokens/s"]]
+    for r in results:
+        rate = f"{r.tokens / r.seconds:,.0f}" if r.seconds > 0 and r.tokens else "-"
+        rows.append(
+            [
+                r.job.name,
+                r.status,
+                f"{r.documents:,}",
+                f"{r.skipped:,}",
+                format_tokens(r.tokens),
+                _mb(r.input_bytes),
+                f"{r.seconds:.1f}",
+                rate,
+            ]
+        )
+    _table(rows, out)
+    for r in results:
+        if r.skipped_by_reason:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(r.skipped_by_reason.items()))
+            print(
+                f"{r.job.name}: skipped {reasons} (file:line of the first ones in {r.job.prefix}.manifest.json)",
+                file=out,
+            )
