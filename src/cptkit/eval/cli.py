@@ -1,0 +1,149 @@
+"""`cptkit eval` and `cptkit report`. Only argparse-level code here; torch and lm-eval load inside the handlers.
+
+cptkit eval HF_DIR --suite quick --device cpu             # one HF folder -> HF_DIR/eval/quick.json
+cptkit eval RUN_DIR --suite en                           # every saved iteration not yet evaluated
+cptkit eval RUN_DIR --suite en --iteration-index $I      # the I-th saved iteration (array jobs)
+cptkit eval RUN_DIR --suite ja --dry-run                 # suite, tasks, data files, what is done and to do
+cptkit eval fetch-data --suite en --data-root DIR        # on a machine with internet: export the datasets
+cptkit report RUN_A RUN_B --output report/               # tables (Markdown, CSV) and PNG curves
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cptkit.errors import UserError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="score HF folders or every saved checkpoint of a run with lm-evaluation-harness, offline",
+        description="Score an HF folder, or every saved iteration of a run directory (converting it first), on a "
+        "suite (en, ja, quick, or a suite YAML). `cptkit eval fetch-data --suite S --data-root D` exports the "
+        "suite's datasets on a machine with internet.",
+    )
+    p.add_argument("target", metavar="HF_DIR|RUN_DIR|fetch-data")
+    p.add_argument("--suite", required=True, action="append", help="suite name or YAML path (repeatable)")
+    p.add_argument("--data-root", help="local evaluation data (default: $CPTKIT_EVAL_DATA)")
+    p.add_argument("--output", type=Path, help="results file (HF folder) or directory (run dir; default RUN_DIR/eval)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N documents of every task (smoke tests)")
+    p.add_argument("--iteration-index", type=int, help="only the I-th saved iteration of a run dir (0-based)")
+    p.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto")
+    p.add_argument("--device", default=None, help="torch device for the hf backend (default: cuda if available)")
+    p.add_argument("--batch-size", default="auto")
+    p.add_argument("--dtype", default="auto", help="model dtype, e.g. bfloat16 (default: the folder's)")
+    p.add_argument("--force", action="store_true", help="evaluate again even where results exist")
+    p.add_argument("--dry-run", action="store_true", help="print the plan: tasks, data files, done / to do")
+    p.set_defaults(func=_eval)
+
+    r = subparsers.add_parser(
+        "report",
+        help="results tables (Markdown, CSV) and PNG curves for one or more runs",
+        description="Seed-style tables (rows: tokens trained per checkpoint, columns: benchmarks, plus averages) "
+        "and PNG plots of training loss, grad norm and every benchmark against tokens, one line per run.",
+    )
+    r.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    r.add_argument("--output", type=Path, default=Path("report"), help="output directory (default ./report)")
+    r.add_argument("--suite", action="append", help="only these suites (default: all found)")
+    r.set_defaults(func=_report)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from cptkit.eval import data as eval_data
+    from cptkit.eval.suites import load_suite
+
+    suites = [load_suite(s) for s in args.suite]
+    root = eval_data.data_root(args.data_root)
+    if args.limit is not None and args.limit < 1:
+        raise UserError("must be >= 1", field="--limit")
+    if args.target == "fetch-data":
+        from cptkit.eval.fetch import fetch_data
+
+        if root is None:
+            raise UserError("fetch-data needs --data-root or $CPTKIT_EVAL_DATA", field="--data-root")
+        return fetch_data(suites, root, dry_run=args.dry_run)
+
+    from cptkit.eval import targets as eval_targets
+
+    path = Path(args.target)
+    if not path.exists():
+        raise UserError(f"{path} does not exist", field="TARGET")
+    if args.output is not None and len(suites) > 1 and args.output.suffix == ".json":
+        raise UserError("one --output file cannot hold several suites; give a directory", field="--output")
+    if args.dry_run:
+        return _dry_run(path, suites, root, args)
+
+    from cptkit.eval import runner
+
+    device = args.device
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    batch_size = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
+    for suite in suites:
+        todo = eval_targets.targets_for(path, suite.name, output=args.output, iteration_index=args.iteration_index)
+        if not todo:
+            print(f"{path}: no saved iterations yet", file=sys.stderr)
+        for target in todo:
+            if target.done and not args.force:
+                print(f"{target.name}: {suite.name} already evaluated ({target.output}); skipping")
+                continue
+            hf_dir = target.hf_dir or eval_targets.convert(target)
+            extra = {"iteration": target.iteration, "consumed_tokens": target.consumed_tokens}
+            if target.checkpoint is not None:
+                extra["checkpoint"] = str(target.checkpoint)
+            doc = runner.evaluate(
+                hf_dir,
+                suite,
+                root=root,
+                backend=args.backend,
+                device=device,
+                batch_size=batch_size,
+                dtype=args.dtype,
+                limit=args.limit,
+                extra=extra,
+            )
+            runner.write_results(target.output, doc)
+            scores = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in doc["scores"].items())
+            print(f"{target.name}: {suite.name}: {scores} -> {target.output}")
+    return 0
+
+
+def _dry_run(path: Path, suites, root, args) -> int:
+    import tempfile
+
+    from cptkit.eval import runner
+    from cptkit.eval import targets as eval_targets
+
+    print(f"data root: {root or '(none: only data shipped in packages)'}")
+    for suite in suites:
+        print(f"suite {suite.name}: {suite.description}")
+        with tempfile.TemporaryDirectory() as work:
+            rendered = runner.render_suite(suite, Path(work), root)
+        for t in suite.tasks:
+            r = rendered[t.column]
+            n_files = sum(len(d["files"]) for per_task in r.data.values() for d in per_task)
+            sources = sorted({d["source"] for per_task in r.data.values() for d in per_task})
+            limit = f", limit {t.limit}" if t.limit else ""
+            print(
+                f"  {t.column:<14} {r.entry:<26} {t.shots}-shot {t.metric:<30} "
+                f"{len(r.tasks)} task(s), {n_files} file(s) from {', '.join(sources)}{limit}"
+            )
+        for target in eval_targets.targets_for(
+            path, suite.name, output=args.output, iteration_index=args.iteration_index
+        ):
+            state = "done" if target.done and not args.force else "to do"
+            how = "" if target.hf_dir else " (convert first)"
+            print(f"  {state:<6} {target.name}{how} -> {target.output}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cptkit.eval.report import make_report
+
+    make_report(args.runs, args.output, suites=args.suite)
+    return 0

