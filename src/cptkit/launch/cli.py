@@ -37,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--chain", type=int, default=1, metavar="K", help="submit K chained training jobs (PBS, SGE)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--tokenize", metavar="MIXTURE.yaml", help="array job: one task per shard, then a merge job")
-    what.add_argument("--convert", nargs=argparse.REMAINDER, metavar="ARGS", help="CPU job: `cptkit convert ARGS`")
+    what.add_argument(
+        "--convert",
+        nargs=argparse.REMAINDER,
+        metavar="ARGS",
+        help="CPU job: `cptkit convert ARGS` (give it last: it takes the rest of the line)",
+    )
     what.add_argument("--eval", metavar="RUN_DIR", help="array job: one task per checkpoint of RUN_DIR")
     p.add_argument("--num-shards", type=int, help="--tokenize: number of shards (array tasks)")
     p.add_argument("--suite", help="--eval: evaluation suite")
