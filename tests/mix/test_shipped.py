@@ -1,0 +1,124 @@
+"""The mixtures in data_mix/ reproduce swallow-recipes.md §2 and the demo's layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cptkit.mix import load_mixture
+from cptkit.mix.report import summarize
+from cptkit.mix.resolve import plan
+
+from .conftest import REPO, run_cli
+
+DATA_MIX = REPO / "data_mix"
+SHIPPED = sorted(p.name for p in DATA_MIX.glob("*.yaml"))
+
+
+def test_every_expected_mixture_ships():
+    assert {f"swallowcode_exp{i}.yaml" for i in (1, 2, 3, 4)} | {"swallowmath_exp1.yaml", "demo.yaml"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_mixture_is_consistent(name, data_root):
+    m = load_mixture(DATA_MIX / name)
+    assert m.name == Path(name).stem
+    summary = summarize(m, plan(m))
+    # Nothing is off: no group drift, targets sum to the budget; only "not tokenized yet".
+    assert [w for w in summary["warnings"] if "not tokenized" not in w] == []
+    for sp in plan(m):
+        assert sum(p.weight_tokens for p in sp.prefixes) == pytest.approx(sp.target_tokens, rel=1e-12)
+
+
+# §2 table: tokens per source (the script's sums, rounded as in the table).
+EXP1 = {
+    "ja_wiki": (0.846, 3),
+    "swallow_v2_wiki_top10": (15.82, 2),
+    "swallow_v2_others": (10.27, 2),
+    "laboro_paracorpus": (0.221, 3),
+    "en_wiki": (1.107, 3),
+    "cosmopedia": (3.732, 3),
+    "dclm": (10.0, 3),
+    "code": (8.0, 3),
+}
+CODE_PREFIX = {
+    1: "stack_v2_python_all_text_document",
+    2: "stack_v2_python_compile_text_document",
+    3: "stack_v2_python_compile_pylint_text_document",
+    4: "stack_v2_python_compile_pylint_ja_or_en_text_document",
+}
+
+
+def test_swallowcode_exp1_matches_the_recipe(data_root):
+    m = load_mixture(DATA_MIX / "swallowcode_exp1.yaml")
+    assert m.total_tokens == 50_000_000_000
+    assert {k: g.percent for k, g in m.groups.items()} == {"code": 16, "text": 84}
+    plans = {sp.source.name: sp for sp in plan(m)}
+    assert list(plans) == list(EXP1)
+    for name, (billions, digits) in EXP1.items():
+        assert round(plans[name].target_tokens / 1e9, digits) == billions, name
+    # The script's 210 prefixes, weights summing to exactly 50.000B; one prefix per CC dump.
+    weights = [p.weight_tokens for sp in plans.values() for p in sp.prefixes]
+    assert len(weights) == 210 and sum(weights) == pytest.approx(50e9, abs=10)
+    dumps = [p.prefix for p in plans["swallow_v2_others"].prefixes]
+    assert len(dumps) == 94 and all("/Swallow_v2/edu/filter-others/CC-MAIN-" in d for d in dumps)
+    assert all(p.prefix.startswith(str(data_root) + "/") for sp in plans.values() for p in sp.prefixes)
+    assert plans["code"].source.group == "code" and plans["code"].prefixes[0].prefix.endswith(CODE_PREFIX[1])
+    # 16% / 84% as realized by normalised weights.
+    assert 100 * plans["code"].target_tokens / sum(weights) == pytest.approx(16.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_swallowcode_exp2_to_4_swap_only_the_code_source(n, data_root):
+    base = load_mixture(DATA_MIX / "swallowcode_exp1.yaml")
+    m = load_mixture(DATA_MIX / f"swallowcode_exp{n}.yaml")
+    assert m.sources[:-1] == base.sources[:-1]
+    assert (m.total_tokens, m.groups, m.tokenizer) == (base.total_tokens, base.groups, base.tokenizer)
+    code = m.sources[-1]
+    assert code.name == "code" and code.tokens == 8_000_000_000
+    assert code.prefix == f"{data_root}/{CODE_PREFIX[n]}"
+
+
+def test_swallowmath_exp1_matches_the_model_card(data_root):
+    m = load_mixture(DATA_MIX / "swallowmath_exp1.yaml")
+    assert m.total_tokens == 49_560_000_000
+    got = {sp.source.name: sp.target_tokens / 1e9 for sp in plan(m)}
+    assert got == pytest.approx(
+        {
+            "finemath_4plus": 2.4,
+            "swallowcode": 6.5,
+            "ja_wiki": 0.84,
+            "swallow_corpus_v2": 33.0,
+            "laboro_paracorpus": 0.22,
+            "en_wiki": 1.1,
+            "cosmopedia": 3.3,
+            "dclm": 2.2,
+        }
+    )
+    assert {k: g.percent for k, g in m.groups.items()} == {"math": 4.84, "code": 13.12, "text": 82.04}
+    shares = {g["name"]: g["share_percent"] for g in summarize(m, plan(m))["groups"]}
+    assert shares == pytest.approx({"math": 4.84, "code": 13.12, "text": 82.04}, abs=0.01)
+
+
+def test_demo_mixture_layout(monkeypatch, tmp_path):
+    monkeypatch.delenv("CPTKIT_DEMO_DIR", raising=False)
+    m = load_mixture(DATA_MIX / "demo.yaml")
+    assert m.tokenizer == "llama3" and 1.5e6 <= m.total_tokens <= 2.5e6
+    by = {s.name: s for s in m.sources}
+    assert list(by) == ["code", "ja", "en"]
+    assert by["code"].group == "code" and by["ja"].group == by["en"].group == "text"
+    assert by["code"].prefix == "demo_run/tokenized/code_text_document"
+    assert by["code"].input.paths == ["demo_run/raw/code/*.jsonl"]
+    assert by["ja"].input.paths == ["demo_run/raw/ja/*.jsonl"] and by["en"].input.paths == ["demo_run/raw/en/*.jsonl"]
+    shares = {g["name"]: g["share_percent"] for g in summarize(m, plan(m))["groups"]}
+    assert shares == pytest.approx({"code": 16.0, "text": 84.0}, abs=0.1)
+    monkeypatch.setenv("CPTKIT_DEMO_DIR", str(tmp_path / "d"))
+    assert load_mixture(DATA_MIX / "demo.yaml").sources[1].prefix == f"{tmp_path}/d/tokenized/ja_text_document"
+
+
+def test_shipped_mixture_without_data_root_names_the_variable(monkeypatch):
+    monkeypatch.delenv("DATA_ROOT", raising=False)
+    r = run_cli("mix", "show", "data_mix/swallowcode_exp1.yaml", env={"DATA_ROOT": ""})
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "data_mix/swallowcode_exp1.yaml: sources[0].prefix: environment variable ${DATA_ROOT} is not set" in r.stderr
