@@ -1,7 +1,8 @@
 """Real text for the demo, assembled from what every Python + Debian/Ubuntu machine already has (nothing downloaded).
 
 - code: the Python standard library's own `.py` files (PSF license), tests excluded, one document per file;
-- en:   the Python documentation's topic pages shipped in the standard library (`pydoc_data.topics`, PSF license);
+- en:   the Python documentation's topic pages shipped in the standard library (`pydoc_data.topics`, PSF license),
+        then the English manual pages under /usr/share/man/man{1,5,8} (each under its package's license);
 - ja:   the Japanese manual pages installed under /usr/share/man/ja (man-db, dpkg, passwd, ... translations, each under
         its package's license), roff markup stripped; where a machine has none, the Japanese sample texts of CPython's
         codec tests (`test/cjkencodings`).
@@ -70,30 +71,41 @@ def python_code(max_bytes: int) -> Iterator[tuple[str, str]]:
         yield str(path.relative_to(stdlib)), text
 
 
+def _man_pages(paths: list[Path]) -> Iterator[tuple[str, str]]:
+    for path in paths:
+        opener = gzip.open if path.suffix == ".gz" else open
+        try:
+            with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+                yield str(path), roff_to_text(f.read())
+        except (OSError, EOFError):  # a dangling link or a broken archive: not text we want
+            continue
+
+
 def english_docs(max_bytes: int) -> Iterator[tuple[str, str]]:
     from pydoc_data.topics import topics
 
+    docs = ((f"pydoc_data/topics/{name}", topics[name]) for name in sorted(topics))
+    man = sorted(p for d in ("man1", "man5", "man8") for p in Path(f"/usr/share/man/{d}").glob("*") if p.is_file())
     used = 0
-    for name in sorted(topics):
+    for doc_id, text in (*docs, *_man_pages(man)):
         if used >= max_bytes:
             return
-        used += len(topics[name].encode())
-        yield f"pydoc_data/topics/{name}", topics[name]
+        if len(text) < 200 or text.startswith(".so "):  # stubs that only point to another page
+            continue
+        used += len(text.encode())
+        yield doc_id, text
 
 
 def japanese_docs(max_bytes: int) -> Iterator[tuple[str, str]]:
     used = 0
-    pages = sorted(Path("/usr/share/man/ja").glob("man*/*"))
-    for path in pages:
+    pages = sorted(p for p in Path("/usr/share/man/ja").glob("man*/*") if p.is_file())
+    for doc_id, text in _man_pages(pages):
         if used >= max_bytes:
             return
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-            text = roff_to_text(f.read())
         if sum(ord(c) > 0x3000 for c in text) < 50:  # an English page in the ja tree
             continue
         used += len(text.encode())
-        yield str(path), text
+        yield doc_id, text
     if not pages:
         cjk = Path(sysconfig.get_paths()["stdlib"]) / "test" / "cjkencodings"
         for path in sorted(cjk.glob("*jp*-utf8.txt")) + sorted(cjk.glob("*jis*-utf8.txt")):
@@ -103,7 +115,7 @@ def japanese_docs(max_bytes: int) -> Iterator[tuple[str, str]]:
 SOURCES = {"code": python_code, "en": english_docs, "ja": japanese_docs}
 
 
-def build_corpus(out_dir: str | Path, max_bytes_per_source: int = 4_000_000) -> dict[str, dict[str, int]]:
+def build_corpus(out_dir: str | Path, max_bytes_per_source: int = 2_000_000) -> dict[str, dict[str, int]]:
     """Write OUT/raw/{code,en,ja}/part-000.jsonl atomically; return documents and bytes per source."""
     stats = {}
     for name, docs in SOURCES.items():
