@@ -150,3 +150,21 @@ def test_cli_resolve_missing_prefix_is_one_line_exit_2(tmp_path, data_root):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert "5 of 5 prefixes are not usable" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_show_and_resolve_import_no_torch_or_megatron(tokenized, tmp_path):
+    """Login-node paths: `mix show/resolve/schema` on real data must not import torch, megatron or transformers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cptkit.cli import main\n"
+        f"assert main(['mix', 'show', {str(tokenized)!r}]) == 0\n"
+        f"assert main(['mix', 'resolve', {str(tokenized)!r}, '-o', {str(tmp_path / 'o')!r}]) == 0\n"
+        "assert main(['mix', 'schema']) == 0\n"
+        "bad = sorted(m for m in ('torch', 'megatron', 'transformers') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

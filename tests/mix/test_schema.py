@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cptkit.cli import main
 from cptkit.errors import UserError
 from cptkit.mix import load_mixture
 from cptkit.mix.validate import target_tokens
@@ -59,12 +60,26 @@ def test_multi_prefix_source_without_target_sums_its_datasets(tmp_path, data_roo
 
 
 def _error(tmp_path, text: str) -> str:
+    """The error as the user sees it: `cptkit mix show` exits 2 with one line on stderr naming file and field."""
     path = write_yaml(tmp_path / "bad.yaml", text)
     with pytest.raises(UserError) as e:
         load_mixture(path)
     line = e.value.one_line()
     assert "\n" not in line and line.startswith(str(path) + ": ")
+    for command in ("show", "resolve"):
+        code, err = _cli(["mix", command, str(path)])
+        assert code == 2 and err == f"cptkit mix: error: {line}\n"
     return line
+
+
+def _cli(argv: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    return code, err.getvalue()
 
 
 @pytest.mark.parametrize(

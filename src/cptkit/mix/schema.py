@@ -66,7 +66,7 @@ class Input(_Strict):
 
     paths: list[str] = Field(
         min_length=1,
-        description="File globs of the raw documents (`**` allowed); `${VAR}` expands. Relative paths are taken from "
+        description="File globs of the raw documents; `${VAR}` expands. Relative paths are taken from "
         "the current directory.",
     )
     format: InputFormat = Field(
