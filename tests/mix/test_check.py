@@ -85,3 +85,12 @@ def test_cli_check_prints_shares_and_exit_codes(three, tmp_path):
     assert r.returncode == 0 and "dry run" in r.stdout, r.stderr
     r = run_cli("mix", "check", str(three), "--samples", "10", "--seq-length", "64")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--eod-id" in r.stderr
+
+
+def test_cli_check_lists_every_missing_prefix(three, data_root):
+    (data_root / "small_text_document.idx").unlink()
+    (data_root / "mid/a_text_document.bin").unlink()
+    r = run_cli("mix", "check", str(three), "--samples", "10", "--seq-length", "64", "--eod-id", "0")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "2 of 4 prefixes are not usable" in r.stderr
+    assert "sources[1].datasets[0].prefix" in r.stderr and "sources[2].prefix" in r.stderr

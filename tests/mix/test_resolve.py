@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cptkit.errors import UserError
-from cptkit.mix import load_mixture, resolve, resolve_file
+from cptkit.mix import ResolvedBlend, load_mixture, resolve, resolve_file
 from cptkit.mix.idx import IdxFormatError, read_idx
 
 from .conftest import make_prefix, run_cli, write_yaml
@@ -140,6 +140,7 @@ def test_cli_resolve_writes_both_files_and_dry_run_writes_nothing(tokenized, tmp
     assert doc["fingerprint"] == blend.fingerprint and doc["format"] == "cptkit-blend/1"
     assert [e["weight_tokens"] for e in doc["entries"]] == [e.weight_tokens for e in blend.entries]
     assert (out / "small.data-args.txt").read_text() == blend.data_args_text()
+    assert ResolvedBlend.from_json(doc) == blend  # the trainer can read the JSON back
     assert sorted(p.name for p in out.iterdir()) == ["small.blend.json", "small.data-args.txt"]  # no temp files left
 
 

@@ -102,6 +102,9 @@ def _cli(argv: list[str]) -> tuple[int, str]:
             "tokenizer",
             "CPTKIT_SURELY_UNSET_VAR",
         ),
+        ("    tokens: 2B\n", "    tokens: 0\n", "sources[0].tokens", "positive"),
+        ("tokens: 1B}", "tokens: 0}", "sources[2].datasets[0].tokens", "positive"),
+        ("total_tokens: 10B", "total_tokens: 0", "total_tokens", "positive"),
     ],
 )
 def test_bad_input_names_file_and_field(tmp_path, data_root, old, new, field, words):
@@ -141,5 +144,7 @@ def test_missing_required_fields_and_target(tmp_path, data_root):
 def test_share_needs_a_budget_and_yaml_errors_are_one_line(tmp_path, data_root):
     assert ": sources[1].share: " in _error(tmp_path, GOOD.replace("total_tokens: 10B\n", ""))
     assert "invalid YAML" in _error(tmp_path, "name: [unclosed\n")
+    line = _error(tmp_path, GOOD.replace("    tokens: 2B\n", "    tokens: 2B\n    tokens: 3B\n"))
+    assert "line 11: invalid YAML: duplicate key 'tokens'" in line
     with pytest.raises(UserError, match="mixture file not found"):
         load_mixture(tmp_path / "nope.yaml")

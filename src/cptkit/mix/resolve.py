@@ -185,6 +185,31 @@ class ResolvedBlend:
             ],
         }
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ResolvedBlend:
+        """Read back `to_json()` (e.g. a NAME.blend.json written by `cptkit mix resolve`)."""
+        if doc.get("format") != BLEND_FORMAT:
+            raise ValueError(f"not a {BLEND_FORMAT} document (format: {doc.get('format')!r})")
+        entries = tuple(
+            BlendEntry(
+                source=e["source"],
+                group=e["group"],
+                prefix=e["prefix"],
+                weight_tokens=float(e["weight_tokens"]),
+                available_tokens=int(e["available_tokens"]),
+                idx_sha256=e["idx_sha256"],
+            )
+            for e in doc["entries"]
+        )
+        return cls(
+            mixture=doc["mixture"],
+            mixture_file=doc["mixture_file"],
+            tokenizer=doc["tokenizer"],
+            total_tokens=doc["total_tokens"],
+            entries=entries,
+            fingerprint=doc["fingerprint"],
+        )
+
     def write(self, out_dir: str | os.PathLike) -> tuple[Path, Path]:
         """Write `NAME.blend.json` and `NAME.data-args.txt` into `out_dir`, each atomically."""
         out = Path(out_dir)

@@ -40,9 +40,9 @@ def load(path: str | os.PathLike) -> Mixture:
     except (IsADirectoryError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read the mixture: {e}", file=file) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise UserError(f"{where}invalid YAML: {getattr(e, 'problem', None) or e}", file=file) from None
     if not isinstance(data, dict):
@@ -57,6 +57,19 @@ def load(path: str | os.PathLike) -> Mixture:
     mixture._file = file
     check_rules(mixture)
     return mixture
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; in a mixture that silently drops a target, so it is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _expand_all(obj: Any, loc: Loc, file: str) -> Any:
@@ -150,6 +163,9 @@ def check_rules(m: Mixture) -> None:
             raise UserError("with `datasets`, give each dataset its own `input`", file=file, field=f"{where}.input")
         if s.tokens is not None and s.share is not None:
             raise UserError("give `tokens` or `share`, not both", file=file, field=f"{where}.share")
+        for j, d in enumerate(s.datasets or ()):
+            if d.tokens is not None and d.tokens <= 0:
+                raise UserError("must be a positive token count", file=file, field=f"{where}.datasets[{j}].tokens")
         with_tokens = [d.tokens is not None for d in s.datasets or ()]
         if any(with_tokens) and not all(with_tokens):
             j = with_tokens.index(False)
@@ -172,10 +188,14 @@ def check_rules(m: Mixture) -> None:
                 field = f"{where}.prefix" if s.datasets is None else f"{where}.datasets[{j}].prefix"
                 raise UserError("a Megatron prefix cannot contain whitespace", file=file, field=field)
 
+    if m.total_tokens is not None and m.total_tokens <= 0:
+        raise UserError("must be a positive token count", file=file, field="total_tokens")
     targets = [target_tokens(m, s) for s in m.sources]
+    for i, (s, t) in enumerate(zip(m.sources, targets, strict=True)):
+        if t <= 0:  # Megatron cannot blend a zero weight; drop the source instead
+            field = "tokens" if s.tokens is not None else ("share" if s.share is not None else "datasets")
+            raise UserError("the target must be a positive token count", file=file, field=f"sources[{i}].{field}")
     total = sum(targets)
-    if total <= 0:
-        raise UserError("the targets add up to 0 tokens", file=file, field="sources")
     if m.total_tokens is not None:
         percent = 100.0 * total / m.total_tokens
         if percent > 100.0 + 0.1:
