@@ -9,7 +9,7 @@ import hashlib
 import struct
 
 import numpy as np
-from tokhelp import MIXED, cptkit, megatron_documents, read_prefix, texts_of
+from tokhelp import MIXED, megatron_documents, read_prefix, texts_of, tokenize
 
 # How these digests were produced (once, on 2026-11-22, CPU only; Megatron-LM's code is not part of cptkit):
 #   git -C <Megatron-LM clone> archive core_v0.16.1 | tar -x -C /tmp/mlm
@@ -34,7 +34,7 @@ def test_byte_identical_to_megatron_preprocess_data(tmp_path, llama3_json):
     assert "<|begin_of_text|>" in MIXED.read_text(encoding="utf-8")  # the switch matters on this input
     out = tmp_path / "compat"
     # Small chunks and 2 workers: many shards merged, still the same bytes as Megatron's single writer.
-    r = cptkit(
+    r = tokenize(
         "--input",
         str(MIXED),
         "--output-prefix",
@@ -55,7 +55,7 @@ def test_byte_identical_to_megatron_preprocess_data(tmp_path, llama3_json):
 
     # The default (special-token strings stay text) differs exactly where the text holds such strings.
     safe = tmp_path / "safe"
-    r = cptkit("--input", str(MIXED), "--output-prefix", str(safe), "--tokenizer", str(llama3_json), "--no-progress")
+    r = tokenize("--input", str(MIXED), "--output-prefix", str(safe), "--tokenizer", str(llama3_json), "--no-progress")
     assert r.returncode == 0, r.stderr
     b2, i2, _ = read_prefix(safe)
     assert _sha(b2) != MEGATRON_BIN_SHA256 and _sha(i2) != MEGATRON_IDX_SHA256
@@ -67,7 +67,7 @@ def test_megatron_core_reads_the_output(tmp_path, llama3_json):
     from cptkit.tokenize.tokenizers import load_tokenizer
 
     out = tmp_path / "ds"
-    r = cptkit(
+    r = tokenize(
         "--input",
         str(MIXED),
         "--output-prefix",

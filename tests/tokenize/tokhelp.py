@@ -4,6 +4,8 @@ stdlib). Small corpora written on the fly, a runner for `cptkit tokenize`, megat
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -11,6 +13,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from cptkit.cli import main
 
 DATA = Path(__file__).parent / "data"
 MIXED = DATA / "mixed.jsonl"  # 48 documents: English, Japanese, code, special-token strings, emoji, CRLF
@@ -36,6 +40,7 @@ def corpus(n_docs: int, seed: int = 0) -> list[str]:
 
 
 def cptkit(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`cptkit tokenize ARGS` in a fresh process (exit code, stdout, stderr exactly as a user sees them)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "cptkit.cli", "tokenize", *args],
@@ -45,6 +50,14 @@ def cptkit(*args: str, cwd: Path | None = None, timeout: float = 120) -> subproc
         cwd=cwd,
         env=env,
     )
+
+
+def tokenize(*args: str) -> subprocess.CompletedProcess:
+    """`cptkit tokenize ARGS` in this process (the CLI's code path, ~2 s faster per call than `cptkit`)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["tokenize", *args])
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
 
 
 def read_prefix(prefix: Path) -> tuple[bytes, bytes, dict]:

@@ -28,7 +28,7 @@ import shutil
 import sys
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -128,7 +128,7 @@ class Runner:
         if options.prepend_bos and self.tok.bos_id is None:
             raise UserError("the tokenizer has no BOS token; drop --prepend-bos", field="tokenizer")
         self.dtype = dtype_for_vocab(self.tok.vocab_size)
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ProcessPoolExecutor | _InProcess | None = None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -141,7 +141,7 @@ class Runner:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def pool(self) -> ProcessPoolExecutor:
+    def pool(self) -> ProcessPoolExecutor | _InProcess:
         if self._pool is None:
             wopts = WorkerOptions(
                 tokenizer=str(self.tok.path),
@@ -152,9 +152,12 @@ class Runner:
                 strict=self.options.strict,
                 dtype=self.dtype,
             )
-            # spawn, not fork: the parent may hold tokenizer thread pools, which fork can deadlock.
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker, initargs=(wopts,))
+            if self.workers == 1:  # no second process: reading is ~2% of the work
+                self._pool = _InProcess(wopts)
+            else:
+                # spawn, not fork: the parent may hold tokenizer thread pools, which fork can deadlock.
+                ctx = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker, initargs=(wopts,))
         return self._pool
 
     # -- one prefix ---------------------------------------------------------------------------------------------
@@ -358,6 +361,21 @@ class Runner:
 
 
 _EMPTY = {"written": 0, "skipped": {}, "tokens": 0}
+
+
+class _InProcess:
+    """`--workers 1`: run chunks in this process, with the executor interface the runner uses."""
+
+    def __init__(self, wopts: WorkerOptions):
+        init_worker(wopts)
+
+    def submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        fut.set_result(fn(*args))  # exceptions propagate at once, as fut.result() would raise them
+        return fut
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
 
 
 def _read_json(path: Path) -> dict:
