@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -169,3 +170,19 @@ def test_show_and_resolve_import_no_torch_or_megatron(tokenized, tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_prefixes_from_different_tokenizers_are_refused(tokenized, data_root):
+    def manifest(name, sha):
+        (data_root / f"{name}.manifest.json").write_text(json.dumps({"tokenizer": {"sha256": sha, "eod_id": 0}}))
+
+    manifest("code_text_document", "a" * 64)
+    manifest("wiki/a_text_document", "a" * 64)
+    resolve_file(tokenized)  # one tokenizer (others without manifest, e.g. made by Megatron-LM): fine
+    manifest("wiki/b_text_document", "b" * 64)
+    with pytest.raises(
+        UserError, match=re.escape("2 different tokenizers: aaaaaaaaaaaa (sources[0].prefix), bbbbbbbbbbbb")
+    ):
+        resolve_file(tokenized)
+    r = run_cli("mix", "show", str(tokenized))
+    assert r.returncode == 0 and "warning: the prefixes were tokenized with 2 different tokenizers" in r.stdout

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cptkit.mix.resolve import SourcePlan
+from cptkit.mix.resolve import SourcePlan, tokenizer_conflict
 from cptkit.mix.schema import WARN_POINTS, Mixture
 from cptkit.util.units import format_tokens
 
@@ -61,7 +61,7 @@ def summarize(mixture: Mixture, plans: list[SourcePlan]) -> dict[str, Any]:
         "target_tokens": total,
         "sources": sources,
         "groups": groups,
-        "warnings": warnings(mixture, sources, groups, total),
+        "warnings": warnings(mixture, sources, groups, total) + ([c] if (c := tokenizer_conflict(plans)) else []),
     }
 
 

@@ -44,6 +44,7 @@ class PrefixPlan:
     summary: IdxSummary | None  # None when not tokenized (or unreadable: see problem)
     problem: str | None
     weight_tokens: float | None  # None when the split needs available tokens that are missing
+    tokenizer_sha256: str | None = None  # from PREFIX.manifest.json, when cptkit tokenize made the prefix
 
     @property
     def epochs(self) -> float | None:
@@ -86,12 +87,13 @@ def plan(mixture: Mixture) -> list[SourcePlan]:
         found = []
         for j, d in enumerate(s.prefixes()):
             fld = f"sources[{i}].prefix" if s.datasets is None else f"sources[{i}].datasets[{j}].prefix"
-            summary, problem = _inspect(d.prefix)
-            found.append((fld, d, summary, problem))
-        weights = _split(target, [(d.tokens, summary) for _, d, summary, _ in found])
+            path = os.path.abspath(os.path.expanduser(d.prefix))
+            summary, problem = _inspect(path)
+            found.append((fld, d, path, summary, problem))
+        weights = _split(target, [(d.tokens, summary) for _, d, _, summary, _ in found])
         prefixes = tuple(
-            PrefixPlan(fld, d.prefix, os.path.abspath(d.prefix), summary, problem, w)
-            for (fld, d, summary, problem), w in zip(found, weights, strict=True)
+            PrefixPlan(fld, d.prefix, path, summary, problem, w, _manifest_tokenizer(path))
+            for (fld, d, path, summary, problem), w in zip(found, weights, strict=True)
         )
         plans.append(SourcePlan(s, target, mixture.source_max_epochs(s), prefixes))
     return plans
@@ -109,6 +111,30 @@ def _inspect(prefix: str) -> tuple[IdxSummary | None, str | None]:
     if binf.stat().st_size != summary.bin_bytes:
         return None, f"{binf} has {binf.stat().st_size} bytes, its .idx promises {summary.bin_bytes}"
     return summary, None
+
+
+def _manifest_tokenizer(path: str) -> str | None:
+    """sha256 of the tokenizer file recorded in `PREFIX.manifest.json` (written by `cptkit tokenize`), if any."""
+    try:
+        doc = json.loads(Path(f"{path}.manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    tok = doc.get("tokenizer") if isinstance(doc, dict) else None
+    sha = tok.get("sha256") if isinstance(tok, dict) else None
+    return sha if isinstance(sha, str) else None
+
+
+def tokenizer_conflict(plans: list[SourcePlan]) -> str | None:
+    """A message if the manifests show prefixes made with different tokenizers (their ids would mean different text)."""
+    seen: dict[str, str] = {}
+    for sp in plans:
+        for p in sp.prefixes:
+            if p.tokenizer_sha256:
+                seen.setdefault(p.tokenizer_sha256, p.field)
+    if len(seen) < 2:
+        return None
+    listing = ", ".join(f"{sha[:12]} ({fld})" for sha, fld in seen.items())
+    return f"the prefixes were tokenized with {len(seen)} different tokenizers: {listing}"
 
 
 def _split(target: float, parts: list[tuple[int | None, IdxSummary | None]]) -> list[float | None]:
@@ -248,6 +274,9 @@ def resolve(mixture: Mixture) -> ResolvedBlend:
     error = missing_error(mixture, plans)
     if error is not None:
         raise error
+    conflict = tokenizer_conflict(plans)
+    if conflict:
+        raise UserError(f"{conflict}; re-tokenize them with one tokenizer", file=mixture.file)
     entries = tuple(
         BlendEntry(
             source=sp.source.name,
