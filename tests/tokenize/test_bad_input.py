@@ -95,7 +95,15 @@ def test_strict_makes_a_bad_record_fatal_with_one_line(tmp_path, llama3_json, k)
     out = tmp_path / "out"
     run = cptkit if k == 0 else tokenize  # once through a real process: exit code and stderr as the user sees them
     r = run(
-        "--input", str(src), "--output-prefix", str(out), "--tokenizer", str(llama3_json), "--workers", "2", "--strict"
+        "--input",
+        str(src),
+        "--output-prefix",
+        str(out),
+        "--tokenizer",
+        str(llama3_json),
+        "--workers",
+        "2" if k == 0 else "1",
+        "--strict",
     )
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()

@@ -1,0 +1,185 @@
+"""kill -9 at any moment, rerun: byte-identical to an uninterrupted run; finished shards are skipped; nothing
+incomplete under a final name. Also: output independent of worker count and chunk size; scale-out + merge.
+
+Run on CPU: `.venv/bin/pytest tests/tokenize/test_resume.py -q` (about 30 s).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tokhelp import corpus, read_prefix, tokenize
+
+from cptkit.tokenize.pipeline import work_dir
+from cptkit.tokenize.readers import ChunkScanner, expand_inputs
+
+CHUNK = "8000"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> list[str]:
+    """~0.8 MB in three files (one gzip): about 100 chunks of 8 kB."""
+    root = tmp_path_factory.mktemp("in")
+    docs = corpus(1200, seed=1)
+    lines = [json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs]
+    (root / "a.jsonl").write_text("".join(lines[:400]), encoding="utf-8")
+    (root / "b.jsonl.gz").write_bytes(gzip.compress("".join(lines[400:800]).encode()))
+    (root / "c.jsonl").write_text("".join(lines[800:]), encoding="utf-8")
+    return [str(root / "a.jsonl"), str(root / "b.jsonl.gz"), str(root / "c.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory, llama3_tokenizer):
+    """An uninterrupted run: one worker, the default chunk size (1 chunk per file)."""
+    out = tmp_path_factory.mktemp("ref") / "ref"
+    r = tokenize(
+        *_inputs_args(inputs), "--output-prefix", str(out), "--tokenizer", str(llama3_tokenizer), "--workers", "1"
+    )
+    assert r.returncode == 0, r.stderr
+    return read_prefix(out)
+
+
+def _inputs_args(inputs):
+    return [a for p in inputs for a in ("--input", p)]
+
+
+def _same_manifest(a: dict, b: dict) -> bool:
+    drop = ("name", "prefix", "fingerprint", "options")  # chunk size is part of the fingerprint, not of the data
+    return {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+
+
+def _final_names_complete(out: Path, reference) -> None:
+    """Whatever sits under a final name is complete: equal to the uninterrupted run's bytes."""
+    ref_bin, ref_idx, _ = reference
+    if Path(f"{out}.bin").exists():
+        assert Path(f"{out}.bin").read_bytes() == ref_bin
+    if Path(f"{out}.idx").exists():
+        assert Path(f"{out}.idx").read_bytes() == ref_idx
+    if Path(f"{out}.manifest.json").exists():
+        assert Path(f"{out}.bin").exists() and Path(f"{out}.idx").exists()
+    for meta in (work_dir(out) / "chunks").glob("*.json"):  # a shard's stats exist only beside complete shard files
+        stats = json.loads(meta.read_text())
+        assert os.path.getsize(meta.with_suffix(".bin")) == stats["bin_bytes"]
+
+
+def test_kill_9_at_several_points_then_resume_is_byte_identical(inputs, reference, tmp_path, llama3_tokenizer):
+    out = tmp_path / "killed"
+    total_chunks = sum(len(list(ChunkScanner(f, "text", int(CHUNK)))) for f in expand_inputs(inputs))
+    assert total_chunks > 60
+    cmd = [
+        sys.executable,
+        "-m",
+        "cptkit.cli",
+        "tokenize",
+        *_inputs_args(inputs),
+        "--output-prefix",
+        str(out),
+        "--tokenizer",
+        str(llama3_tokenizer),
+        "--workers",
+        "2",
+        "--chunk-bytes",
+        CHUNK,
+    ]
+    chunks_dir = work_dir(out) / "chunks"
+    kills = 0
+    kept: dict[str, int] = {}
+    # Kill points: as soon as one shard is done, at about half, and once every shard is done (merge time).
+    for threshold in (1, total_chunks // 2, total_chunks):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < deadline:
+            if chunks_dir.is_dir() and len(list(chunks_dir.glob("*.json"))) >= threshold:
+                break
+            time.sleep(0.01)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, workers included: a node dying
+            kills += 1
+        proc.wait()
+        _final_names_complete(out, reference)
+        # Shards finished before this kill were skipped, not redone: their stats files are untouched.
+        for name, mtime in kept.items():
+            path = chunks_dir / name
+            assert not path.exists() or path.stat().st_mtime_ns == mtime, name
+        kept = {p.name: p.stat().st_mtime_ns for p in chunks_dir.glob("*.json")} if chunks_dir.is_dir() else {}
+    assert kills >= 2, "the run finished before it could be killed; grow the input"
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    b, i, m = read_prefix(out)
+    assert (b, i) == reference[:2]
+    assert _same_manifest(m, reference[2])
+    assert not work_dir(out).exists()
+
+
+def test_output_does_not_depend_on_workers_or_chunk_size(inputs, reference, tmp_path, llama3_tokenizer):
+    out = tmp_path / "w2"
+    r = tokenize(
+        *_inputs_args(inputs),
+        "--output-prefix",
+        str(out),
+        "--tokenizer",
+        str(llama3_tokenizer),
+        "--workers",
+        "2",
+        "--chunk-bytes",
+        "5000",
+    )
+    assert r.returncode == 0, r.stderr
+    b, i, m = read_prefix(out)
+    assert (b, i) == reference[:2] and _same_manifest(m, reference[2])
+    # Rerun: already tokenized, nothing redone; a changed input is refused without --overwrite.
+    r = tokenize(
+        *_inputs_args(inputs),
+        "--output-prefix",
+        str(out),
+        "--tokenizer",
+        str(llama3_tokenizer),
+        "--chunk-bytes",
+        "5000",
+    )
+    assert r.returncode == 0 and " done " in r.stdout
+    r = tokenize(*_inputs_args(inputs[:2]), "--output-prefix", str(out), "--tokenizer", str(llama3_tokenizer))
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    r = tokenize(
+        *_inputs_args(inputs[:2]), "--output-prefix", str(out), "--tokenizer", str(llama3_tokenizer), "--overwrite"
+    )
+    assert r.returncode == 0
+    assert read_prefix(out)[2]["documents"] == 800
+
+
+def test_scale_out_shards_then_merge(inputs, reference, tmp_path, llama3_tokenizer):
+    out = tmp_path / "so"
+    common = [
+        *_inputs_args(inputs),
+        "--output-prefix",
+        str(out),
+        "--tokenizer",
+        str(llama3_tokenizer),
+        "--workers",
+        "1",
+        "--chunk-bytes",
+        "60000",
+    ]
+    for i in (0, 2):
+        assert tokenize(*common, "--shard-index", str(i), "--num-shards", "3").returncode == 0
+    r = tokenize(*common, "--merge")  # shard 1 has not run
+    assert r.returncode == 2 and "not tokenized yet" in r.stderr, r.stderr
+    assert not Path(f"{out}.bin").exists() and not Path(f"{out}.idx").exists()
+    done = {p.name: p.stat().st_mtime_ns for p in (work_dir(out) / "chunks").glob("*.json")}
+    assert tokenize(*common, "--shard-index", "1", "--num-shards", "3").returncode == 0
+    assert tokenize(*common, "--shard-index", "0", "--num-shards", "3").returncode == 0  # rerun: nothing to redo
+    assert all((work_dir(out) / "chunks" / n).stat().st_mtime_ns == t for n, t in done.items())
+    r = tokenize(*common, "--merge")
+    assert r.returncode == 0, r.stderr
+    b, i, m = read_prefix(out)
+    assert (b, i) == reference[:2] and _same_manifest(m, reference[2])
+    r = tokenize(*common, "--shard-index", "3", "--num-shards", "3")
+    assert r.returncode == 2 and "--shard-index" in r.stderr
