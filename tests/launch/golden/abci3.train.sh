@@ -57,7 +57,7 @@ checkpoint_and_stop() {
 trap 'checkpoint_and_stop USR1' USR1
 trap 'checkpoint_and_stop TERM' TERM
 # PBS Pro kills at the walltime with no warning: signal ourselves 600 s before it.
-(sleep 172200 && kill -USR1 $$) &
+(sleep 172200 && kill -USR1 $$) 2>/dev/null &
 WATCHDOG_PID=$!
 
 # --- train: one process per GPU

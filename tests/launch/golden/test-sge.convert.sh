@@ -14,7 +14,8 @@ set -eo pipefail
 cd /home/user/cptkit
 echo "cptkit: convert job $JOB_ID on $(hostname)"
 
-# --- software environment (none)
+# --- software environment (venv)
+source /home/user/cptkit/.venv/bin/activate
 export OMP_NUM_THREADS="1"
 
 cptkit convert mcore-to-hf /scratch/cptkit/runs/tiny_cpu/checkpoints/iter_0012500 /scratch/hf/out

@@ -17,7 +17,8 @@ ARRAY_INDEX=$((SGE_TASK_ID - 1))
 NUM_TASKS=5
 echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job $JOB_ID on $(hostname)"
 
-# --- software environment (none)
+# --- software environment (venv)
+source /home/user/cptkit/.venv/bin/activate
 export OMP_NUM_THREADS="1"
 
 cptkit eval /scratch/cptkit/runs/tiny_cpu --suite ja \

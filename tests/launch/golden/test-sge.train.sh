@@ -26,7 +26,8 @@ if [[ -f "$RUN_DIR/COMPLETED" ]]; then
 fi
 echo "cptkit: job $JOB_ID on $(hostname), resuming from iteration $(cat "$RUN_DIR/checkpoints/latest_checkpointed_iteration.txt" 2>/dev/null || echo 0)"
 
-# --- software environment (none)
+# --- software environment (venv)
+source /home/user/cptkit/.venv/bin/activate
 export OMP_NUM_THREADS="1"
 
 # --- nodes: one hostfile line per node; rank 0's node is the rendezvous
@@ -51,7 +52,7 @@ checkpoint_and_stop() {
 trap 'checkpoint_and_stop USR1' USR1
 trap 'checkpoint_and_stop TERM' TERM
 # Grid Engine kills at the walltime with no warning: signal ourselves 30 s before it.
-(sleep 570 && kill -USR1 $$) &
+(sleep 570 && kill -USR1 $$) 2>/dev/null &
 WATCHDOG_PID=$!
 
 # --- train: one process per GPU

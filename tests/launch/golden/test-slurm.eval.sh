@@ -16,7 +16,8 @@ ARRAY_INDEX=$SLURM_ARRAY_TASK_ID
 NUM_TASKS=5
 echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job $SLURM_JOB_ID on $(hostname)"
 
-# --- software environment (none)
+# --- software environment (venv)
+source /home/user/cptkit/.venv/bin/activate
 export OMP_NUM_THREADS="1"
 
 cptkit eval /scratch/cptkit/runs/tiny_cpu --suite ja \

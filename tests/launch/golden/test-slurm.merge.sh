@@ -13,7 +13,8 @@ set -eo pipefail
 cd /home/user/cptkit
 echo "cptkit: merge job $SLURM_JOB_ID on $(hostname)"
 
-# --- software environment (none)
+# --- software environment (venv)
+source /home/user/cptkit/.venv/bin/activate
 export OMP_NUM_THREADS="1"
 
 cptkit tokenize data_mix/swallowcode_exp1.yaml --merge

@@ -27,7 +27,8 @@ if [[ -f "$RUN_DIR/COMPLETED" ]]; then
 fi
 echo "cptkit: job $SLURM_JOB_ID on $(hostname), resuming from iteration $(cat "$RUN_DIR/checkpoints/latest_checkpointed_iteration.txt" 2>/dev/null || echo 0)"
 
-# --- software environment (none)
+# --- software environment (venv)
+source /home/user/cptkit/.venv/bin/activate
 export OMP_NUM_THREADS="1"
 
 # --- nodes: one hostfile line per node; rank 0's node is the rendezvous

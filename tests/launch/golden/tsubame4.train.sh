@@ -59,7 +59,7 @@ checkpoint_and_stop() {
 trap 'checkpoint_and_stop USR1' USR1
 trap 'checkpoint_and_stop TERM' TERM
 # Grid Engine kills at the walltime with no warning: signal ourselves 600 s before it.
-(sleep 85800 && kill -USR1 $$) &
+(sleep 85800 && kill -USR1 $$) 2>/dev/null &
 WATCHDOG_PID=$!
 
 # --- train: one process per GPU
