@@ -76,12 +76,15 @@ def test_slurm_preempted_job_requeues_and_finishes_with_same_loss(tmp_path):
     sh("scancel", "--signal=USR1", "--batch", job["job_id"])
     wait_for(lambda: "requeueing job" in "".join(p.read_text() for p in (run / "logs" / "jobs").glob("*")),
              "the requeue", run / "logs" / "jobs")  # fmt: skip
-    # SLURM holds a requeued job for ~2 minutes (BeginTime); release it now to keep CI short.
-    for _ in range(30):
-        sh("scontrol", "update", f"JobId={job['job_id']}", "StartTime=now", check=False)
-        if sh("squeue", "-h", "-j", job["job_id"], "-o", "%T", check=False).strip() != "PENDING":
-            break
-        time.sleep(1)
+    # SLURM holds a requeued job for ~2 minutes (BeginTime); release it at once to keep CI short.
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        info = sh("scontrol", "show", "job", job["job_id"], check=False)
+        if "Restarts=0" not in info and "JobState=PENDING" not in info:
+            break  # requeued and started again (or already finished)
+        if "JobState=PENDING" in info:
+            sh("scontrol", "update", f"JobId={job['job_id']}", "StartTime=now", check=False)
+        time.sleep(0.5)
     wait_for(lambda: (run / "COMPLETED").exists(), "COMPLETED", run / "logs" / "jobs")
     log = "".join(p.read_text() for p in (run / "logs" / "jobs").glob("*"))
     saved = int(log.split("saved iteration ")[1].split()[0])
