@@ -19,12 +19,13 @@ Both run in a single process without torch.distributed (`no_dist`).
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
+from torch.distributed.checkpoint import CheckpointException, FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint.default_planner import DefaultSavePlanner
 from torch.distributed.checkpoint.metadata import (
     ChunkStorageMetadata,
@@ -114,7 +115,15 @@ def save_lazy(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = FileSystemWriter(out_dir, single_file_per_rank=True, thread_count=1, sync_files=True)
-    save({}, storage_writer=writer, planner=_LazySavePlanner(chunks, objects or {}, on_write), no_dist=True)
+    with warnings.catch_warnings():  # "torch.distributed is disabled ... single process": that is the intent
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        try:
+            save({}, storage_writer=writer, planner=_LazySavePlanner(chunks, objects or {}, on_write), no_dist=True)
+        except CheckpointException as e:  # DCP wraps the real error (a disk-full OSError, a UserError) per rank
+            failures = list(getattr(e, "_failures", {}).values())
+            if failures and isinstance(failures[0], tuple) and isinstance(failures[0][0], Exception):
+                raise failures[0][0] from None
+            raise
     torch.save({}, out_dir / "common.pt")
     (out_dir / "metadata.json").write_text(json.dumps(MCORE_CONFIG))
 
