@@ -76,7 +76,7 @@ class Plan:
             f"recipe            {r.name}  ({r.source_file})",
             f"run dir           {r.run_dir}",
             f"model             {_describe_model(self.model)}  [{self.model_source}]",
-            f"parameters        {self.parameters / 1e9:.2f}B",
+            f"parameters        {_human(self.parameters)}",
             f"initial weights   {r.model.init_checkpoint or 'random initialisation'}",
             f"mixture           {r.data.mixture}  (split {r.data.split})",
             f"world size        {self.world_size} GPUs = TP {p.tensor_model_parallel_size} x PP "
@@ -105,15 +105,15 @@ class Plan:
                 if r.eval.interval_iters
                 else "off"
             ),
-            f"model FLOPs       {self.flops_per_iteration / self.world_size / 1e12:,.1f} TFLOP per GPU per iteration",
+            f"model FLOPs       {self.flops_per_iteration / self.world_size / 1e12:,.4g} TFLOP per GPU per iteration",
             "memory per GPU    (estimate, most loaded pipeline stage)",
-            f"  weights         {m.weights / GiB:8.1f} GiB",
-            f"  gradients       {m.grads / GiB:8.1f} GiB",
-            f"  optimizer       {m.optimizer / GiB:8.1f} GiB  (fp32 master + Adam moments"
+            f"  weights         {m.weights / GiB:8.3g} GiB",
+            f"  gradients       {m.grads / GiB:8.3g} GiB",
+            f"  optimizer       {m.optimizer / GiB:8.3g} GiB  (fp32 master + Adam moments"
             f"{', sharded over DP' if r.optimizer.use_distributed_optimizer else ''})",
-            f"  activations     {m.activations / GiB:8.1f} GiB  (recompute {r.training.activation_recompute})",
-            f"  logits/loss     {m.logits / GiB:8.1f} GiB",
-            f"  total           {m.total / GiB:8.1f} GiB  (+ CUDA context, NCCL buffers, fragmentation: a few GiB)",
+            f"  activations     {m.activations / GiB:8.3g} GiB  (recompute {r.training.activation_recompute})",
+            f"  logits/loss     {m.logits / GiB:8.3g} GiB",
+            f"  total           {m.total / GiB:8.3g} GiB  (+ CUDA context, NCCL buffers, fragmentation: a few GiB)",
         ]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -241,6 +241,10 @@ def make_plan(recipe: Recipe, world_size: int | None = None) -> Plan:
         memory=estimate_memory(r, shape, dp, accum),
         notes=notes,
     )
+
+
+def _human(n: float) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
 
 def _describe_model(shape: dict[str, Any]) -> str:

@@ -147,6 +147,9 @@ class ScheduleSection(_Section):
     )
     lr_wsd_decay_iters: PositiveInt | None = Field(None, description="WSD only: length of the final decay, iterations.")
     lr_wsd_decay_style: Literal["linear", "cosine", "exponential", "minus_sqrt"] = "linear"
+    override_on_resume: bool = Field(
+        False, description="On resume, use this schedule even if it differs from the checkpoint's (else an error)."
+    )
 
     @field_validator("lr_warmup_tokens", mode="before")
     @classmethod

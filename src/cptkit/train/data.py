@@ -1,0 +1,126 @@
+"""The resolved mixture → megatron-core's BlendedMegatronDatasetBuilder + GPTDataset → micro-batch iterators.
+
+The blend's weights are token shares (`cptkit.mix.resolve`); megatron normalises them and builds per-prefix sample
+indices (cached under `data.cache_dir`, keyed by an md5 of the dataset description). Samples are consumed in
+megatron-LM's pretraining order: global batch `g` holds samples `[g·GBS, (g+1)·GBS)`, and data-parallel rank `r`
+takes its micro-batches from its contiguous share of each global batch. Resuming from `consumed_samples` therefore
+yields exactly the batches the uninterrupted run would have seen.
+
+Validation uses the first `eval.iters` global batches of the validation split every time, so validation losses of
+different iterations (and of different runs on the same mixture) are comparable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cptkit.errors import UserError
+
+
+class _BlendTokenizer:
+    """What GPTDataset asks of a tokenizer: the vocabulary size and the end-of-document id (no text is tokenized)."""
+
+    def __init__(self, vocab_size: int, eod: int | None):
+        self.vocab_size = vocab_size
+        self._eod = eod
+
+    @property
+    def eod(self) -> int:
+        # GPTDataset passes eod to its mask builder even when no option reads it; the schema requires a real id
+        # whenever one does (data.eod_token_id), so -1 (never a token) is only seen by code that ignores it.
+        return -1 if self._eod is None else self._eod
+
+    @property
+    def pad(self) -> int:
+        raise NotImplementedError  # GPTDataset then uses its own pad id, which never occurs in the data
+
+    @property
+    def unique_identifiers(self) -> dict[str, Any]:
+        return {"class": "cptkit.train.data._BlendTokenizer", "vocab_size": self.vocab_size, "eod": self._eod}
+
+
+@dataclass
+class Datasets:
+    train: Any
+    valid: Any | None
+
+
+def build_datasets(recipe, blend, *, vocab_size: int, train_iters: int, cache_dir: str) -> Datasets:
+    """GPTDatasets for train and validation over the resolved blend (built by rank 0 first, then the others)."""
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+    d, t = recipe.data, recipe.training
+    prefixes, weights = blend.megatron_blend()
+    config = GPTDatasetConfig(
+        random_seed=t.seed,
+        sequence_length=t.seq_length,
+        blend=(prefixes, weights),
+        split=d.split,
+        path_to_cache=cache_dir,
+        tokenizer=_BlendTokenizer(vocab_size, d.eod_token_id),
+        reset_position_ids=d.reset_position_ids,
+        reset_attention_mask=d.reset_attention_mask,
+        eod_mask_loss=d.eod_mask_loss,
+        create_attention_mask=d.reset_attention_mask,
+        mmap_bin_files=True,
+    )
+    gbs = t.global_batch_size
+    valid_samples = recipe.eval.iters * gbs if recipe.eval.interval_iters else 0
+    train, valid, _ = BlendedMegatronDatasetBuilder(
+        GPTDataset, [train_iters * gbs, valid_samples, 0], lambda: True, config
+    ).build()
+    if train is None:
+        raise UserError("the split gives training no documents", file=recipe.file_of("data.split"), field="data.split")
+    if valid_samples and valid is None:
+        raise UserError(
+            "the split gives validation no documents", file=recipe.file_of("data.split"), field="data.split"
+        )
+    return Datasets(train=train, valid=valid if valid_samples else None)
+
+
+class Prefetcher:
+    """Reads micro-batches in a DataLoader with workers (order kept), so data loading overlaps compute."""
+
+    def __init__(self, dataset, num_workers: int, **sampler_kwargs):
+        from torch.utils.data import DataLoader
+
+        self.indices = _BatchIndices(**sampler_kwargs)
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=self.indices,
+            num_workers=num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,
+        )
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+class _BatchIndices:
+    """Index lists of `micro_batches`, as a DataLoader batch sampler."""
+
+    def __init__(self, *, consumed_samples, total_samples, micro_batch_size, dp_rank, dp_size):
+        self.consumed_samples, self.total_samples = consumed_samples, total_samples
+        self.mbs, self.dp_rank, self.dp_size = micro_batch_size, dp_rank, dp_size
+
+    def __iter__(self):
+        step = self.mbs * self.dp_size
+        for base in range(self.consumed_samples, self.total_samples - step + 1, step):
+            first = base + self.dp_rank * self.mbs
+            yield list(range(first, first + self.mbs))
+
+    def __len__(self):
+        return max(0, (self.total_samples - self.consumed_samples) // (self.mbs * self.dp_size))
+
+
+def to_model_inputs(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor | None]:
+    """GPTDataset's sample dict → GPTModel inputs (tokens, position_ids, attention_mask, labels, loss_mask)."""
+    out = {k: batch[k].to(device, non_blocking=True) for k in ("tokens", "labels", "loss_mask", "position_ids")}
+    mask = batch.get("attention_mask")
+    out["attention_mask"] = mask.to(device, non_blocking=True) if mask is not None else None
+    return out

@@ -1,0 +1,191 @@
+"""Building the training state from a recipe with megatron-core's own parts: TransformerConfig/GPTModel (TE spec on
+GPU, local spec on CPU), DistributedDataParallel, `get_megatron_optimizer` and `OptimizerParamScheduler`.
+
+Learning-rate and weight-decay steps are counted in samples, as Megatron-LM does (warmup = lr_warmup_iters × GBS),
+so its schedule and a cptkit schedule agree step for step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from cptkit.errors import UserError
+from cptkit.model.config import ModelConfig
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+@dataclass
+class TrainState:
+    model: Any  # the GPTModel (this pipeline stage)
+    ddp: Any  # megatron DistributedDataParallel around it
+    optimizer: Any
+    scheduler: Any
+    tconfig: Any
+
+
+def model_config_for(recipe) -> ModelConfig:
+    """The ModelConfig to build: the initial checkpoint's, checked against the recipe's model.config if both exist."""
+    inline = recipe.model.config
+    ckpt = recipe.model.init_checkpoint
+    if ckpt:
+        cfg = ModelConfig.load(ckpt)
+        on_disk = cfg.model_dump(mode="json")
+        for key, value in (inline or {}).items():
+            if key in on_disk and key != "hf_config" and _norm(on_disk[key]) != _norm(value):
+                raise UserError(
+                    f"recipe says {value!r} but {ckpt}/cptkit_model.json has {on_disk[key]!r}",
+                    file=recipe.file_of(f"model.config.{key}"),
+                    field=f"model.config.{key}",
+                )
+        return cfg
+    try:
+        return ModelConfig.model_validate(inline or {})
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = "model.config." + ".".join(str(p) for p in err["loc"])
+        raise UserError(err["msg"], file=recipe.file_of(key), field=key) from None
+
+
+def _norm(value):
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_cpu_settings(recipe) -> None:
+    """The CPU backend runs megatron-core's fp32, replicated-optimizer path; name the override otherwise."""
+    if torch.cuda.is_available():
+        return
+    wrong = []
+    if recipe.training.precision != "fp32":
+        wrong.append("training.precision=fp32")
+    if recipe.optimizer.use_distributed_optimizer:
+        wrong.append("optimizer.use_distributed_optimizer=false")
+    if recipe.optimizer.overlap_param_gather:
+        wrong.append("optimizer.overlap_param_gather=false")
+    if wrong:
+        raise UserError(
+            f"no CUDA GPU here: CPU runs (tests, demo) need {' '.join(wrong)}",
+            file=recipe.source_file,
+            field="training.precision" if "training.precision=fp32" in wrong else "optimizer",
+        )
+
+
+def build_train_state(recipe, cfg: ModelConfig, plan) -> TrainState:
+    """Model, DDP, optimizer and scheduler for this rank (after `initialize_model_parallel`)."""
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+    from megatron.core.transformer.enums import AttnBackend
+
+    from cptkit.model.build import build_gpt_model, transformer_config
+
+    t, o, p, s = recipe.training, recipe.optimizer, recipe.parallel, recipe.schedule
+    dtype = _DTYPES[t.precision]
+    overrides: dict[str, Any] = {"fp16": t.precision == "fp16"}
+    if t.attention_backend != "auto":
+        overrides["attention_backend"] = AttnBackend[t.attention_backend]
+    if t.activation_recompute == "selective":
+        overrides.update(recompute_granularity="selective")
+    elif t.activation_recompute == "full":
+        overrides.update(
+            recompute_granularity="full",
+            recompute_method=t.recompute_method,
+            recompute_num_layers=t.recompute_num_layers,
+        )
+    tconfig = transformer_config(
+        cfg,
+        tensor_model_parallel_size=p.tensor_model_parallel_size,
+        pipeline_model_parallel_size=p.pipeline_model_parallel_size,
+        context_parallel_size=p.context_parallel_size,
+        sequence_parallel=p.sequence_parallel,
+        params_dtype=dtype,
+        bf16=t.precision == "bf16",
+        init_method_std=recipe.model.init_method_std,
+        **overrides,
+    )
+    model = build_gpt_model(cfg, tconfig, max_sequence_length=max(t.seq_length, cfg.max_position_embeddings))
+    if torch.cuda.is_available():
+        model.cuda(torch.cuda.current_device())
+    ddp_config = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=t.grad_reduce_in_fp32,
+        overlap_grad_reduce=o.overlap_grad_reduce,
+        overlap_param_gather=o.overlap_param_gather,
+        use_distributed_optimizer=o.use_distributed_optimizer,
+    )
+    ddp = DistributedDataParallel(config=tconfig, ddp_config=ddp_config, module=model)
+    opt_config = OptimizerConfig(
+        optimizer="adam",
+        lr=o.lr,
+        min_lr=o.min_lr,
+        weight_decay=o.weight_decay,
+        adam_beta1=o.adam_beta1,
+        adam_beta2=o.adam_beta2,
+        adam_eps=o.adam_eps,
+        clip_grad=o.clip_grad,
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        params_dtype=dtype,
+        use_distributed_optimizer=o.use_distributed_optimizer,
+        overlap_param_gather=o.overlap_param_gather,
+    )
+    optimizer = get_megatron_optimizer(opt_config, [ddp])
+    gbs = t.global_batch_size
+    scheduler = OptimizerParamScheduler(
+        optimizer,
+        init_lr=s.lr_warmup_init,
+        max_lr=o.lr,
+        min_lr=o.min_lr,
+        lr_warmup_steps=plan.warmup_iters * gbs,
+        lr_decay_steps=plan.decay_iters * gbs,
+        lr_decay_style=s.lr_decay_style,
+        start_wd=o.weight_decay,
+        end_wd=o.weight_decay,
+        wd_incr_steps=plan.train_iters * gbs,
+        wd_incr_style="constant",
+        use_checkpoint_opt_param_scheduler=False,
+        override_opt_param_scheduler=s.override_on_resume,
+        wsd_decay_steps=s.lr_wsd_decay_iters * gbs if s.lr_wsd_decay_iters else None,
+        lr_wsd_decay_style=s.lr_wsd_decay_style,
+    )
+    # Hooks the pipeline schedules call (as Megatron-LM's training loop sets them).
+    tconfig.grad_scale_func = optimizer.scale_loss
+    tconfig.finalize_model_grads_func = finalize_model_grads
+    if o.overlap_grad_reduce:
+        tconfig.no_sync_func = ddp.no_sync
+        tconfig.grad_sync_func = ddp.start_grad_sync
+    if o.overlap_param_gather:
+        tconfig.param_sync_func = ddp.start_param_sync
+    return TrainState(model=model, ddp=ddp, optimizer=optimizer, scheduler=scheduler, tconfig=tconfig)
+
+
+def check_schedule_unchanged(recipe, saved: dict[str, Any], scheduler, file: str) -> None:
+    """Refuse, with the key to change, to resume under a different LR/WD schedule (unless override_on_resume)."""
+    if recipe.schedule.override_on_resume or not saved:
+        return
+    current = scheduler.state_dict()
+    names = {
+        "max_lr": "optimizer.lr",
+        "min_lr": "optimizer.min_lr",
+        "lr_warmup_steps": "schedule.lr_warmup_iters",
+        "lr_decay_steps": "schedule.lr_decay_iters",
+        "lr_decay_style": "schedule.lr_decay_style",
+        "start_wd": "optimizer.weight_decay",
+    }
+    if recipe.schedule.lr_decay_iters is None:  # the decay follows the run's length
+        names["lr_decay_steps"] = "training.train_iters"
+    for key, recipe_key in names.items():
+        if key in saved and saved[key] != current.get(key):
+            raise UserError(
+                f"the checkpoint's schedule has {key}={saved[key]!r}, the recipe gives {current.get(key)!r}; "
+                "restore the recipe value or pass schedule.override_on_resume=true",
+                file=recipe.file_of(recipe_key) or file,
+                field=recipe_key,
+            )
