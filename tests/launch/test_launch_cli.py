@@ -127,3 +127,19 @@ def test_eval_and_convert_dry_run(site_env, tmp_path, capsys):
     assert "#PBS -q rt_HC" in out and "cptkit convert mcore-to-hf CKPT OUT" in out
     assert launch("--eval", str(tmp_path), "--suite", "ja", "--cluster", "launch/tsubame4.yaml") == 2
     assert "no checkpoints" in capsys.readouterr().err
+
+
+def test_dry_run_and_status_import_no_torch(site_env, tmp_path):
+    """A login node renders and inspects jobs without torch, megatron-core or transformers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom cptkit.cli import main\n"
+        "assert main(['launch', 'recipes/swallowcode_exp1.yaml', '--cluster', 'launch/tsubame4.yaml', '--dry-run']) == 0\n"
+        f"assert main(['status', {str(tmp_path)!r}, '--no-query']) == 0\n"
+        "bad = sorted(m for m in ('torch', 'megatron', 'transformers') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -47,7 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-shards", type=int, help="--tokenize: number of shards (array tasks)")
     p.add_argument("--suite", help="--eval: evaluation suite")
     p.add_argument("--num-iterations", type=int, help="--eval: checkpoints to evaluate (default: iter_* in RUN_DIR)")
-    p.add_argument("--work-dir", help="where scripts, logs and jobs.jsonl go (training: the recipe's run_dir)")
+    p.add_argument(
+        "--work-dir",
+        help="tokenize/convert/eval: where scripts, logs and jobs.jsonl go (training always uses the recipe's run_dir)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="print the script(s) and submit command(s) (default)")
     mode.add_argument("--submit", action="store_true", help="write the script(s) and submit them")
@@ -134,7 +137,11 @@ def _plan(args: argparse.Namespace):
         overrides=args.overrides,
         chain=args.chain,
     )
-    return profile, [job], Path(args.work_dir or recipe.run_dir)
+    if args.work_dir:
+        raise UserError(
+            "a training job keeps its scripts, logs and jobs.jsonl in the recipe's run_dir", field="--work-dir"
+        )
+    return profile, [job], Path(recipe.run_dir)
 
 
 def _launch(args: argparse.Namespace) -> int:

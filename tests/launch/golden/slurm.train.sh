@@ -46,10 +46,10 @@ export MASTER_ADDR
 export MASTER_PORT=29500
 
 # --- pre-emption and walltime: the trainer saves a checkpoint on SIGUSR1 and exits 0
-SIGNALLED=0
+SIGNALLED=
 checkpoint_and_stop() {
   echo "cptkit: got SIG$1, asking the trainer to save a checkpoint"
-  SIGNALLED=1
+  SIGNALLED=$1
   kill -USR1 "$LAUNCH_PID" 2>/dev/null || true  # srun forwards SIGUSR1 to every rank
 }
 trap 'checkpoint_and_stop USR1' USR1
@@ -72,10 +72,13 @@ if [[ -f "$RUN_DIR/COMPLETED" ]]; then
   echo "cptkit: run complete"
   exit 0
 fi
-if (( SIGNALLED )); then
-  if (( ${SLURM_RESTART_COUNT:-0} < 20 )); then
+if [[ -n $SIGNALLED ]]; then
+  # USR1 is the walltime warning (--signal): requeue. TERM is scancel or pre-emption, which requeues by itself.
+  if [[ $SIGNALLED != USR1 ]]; then
+    echo "cptkit: checkpoint saved (exit $rc); stopped by SIGTERM, not requeueing"
+  elif (( ${SLURM_RESTART_COUNT:-0} < 20 )); then
     echo "cptkit: checkpoint saved (exit $rc); requeueing job $SLURM_JOB_ID"
-    scontrol requeue "$SLURM_JOB_ID"
+    scontrol requeue "$SLURM_JOB_ID" || echo "cptkit: scontrol requeue failed; resubmit to continue" >&2
   else
     echo "cptkit: checkpoint saved (exit $rc); requeued 20 times already, not again" >&2
   fi

@@ -50,10 +50,10 @@ export MASTER_ADDR
 export MASTER_PORT=29500
 
 # --- pre-emption and walltime: the trainer saves a checkpoint on SIGUSR1 and exits 0
-SIGNALLED=0
+SIGNALLED=
 checkpoint_and_stop() {
   echo "cptkit: got SIG$1, asking the trainer to save a checkpoint"
-  SIGNALLED=1
+  SIGNALLED=$1
   kill -USR1 "$LAUNCH_PID" 2>/dev/null || true  # mpirun forwards SIGUSR1 to every rank
 }
 trap 'checkpoint_and_stop USR1' USR1
@@ -81,7 +81,7 @@ if [[ -f "$RUN_DIR/COMPLETED" ]]; then
   echo "cptkit: run complete"
   exit 0
 fi
-if (( SIGNALLED )); then
+if [[ -n $SIGNALLED ]]; then
   echo "cptkit: checkpoint saved (exit $rc); the next job of the chain resumes"
   exit 0
 fi
