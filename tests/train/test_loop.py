@@ -187,3 +187,43 @@ def test_tp2_reproduces_tp1_losses(tiny_data, tmp_path):
         assert abs(tp1[i]["loss"] - tp2[i]["loss"]) < 1e-4, (i, tp1[i]["loss"], tp2[i]["loss"])
         assert abs(tp1[i]["z_loss"] - tp2[i]["z_loss"]) < 1e-6
         assert abs(tp1[i]["grad_norm"] - tp2[i]["grad_norm"]) < 1e-4
+
+
+def test_start_from_converted_hf_model_gives_the_hf_loss(baseline, tiny_data, tmp_path):
+    """The first run loads `cptkit convert hf-to-mcore` weights (no optimizer state): its first loss is the HF
+    model's loss on the same batch (before any update), and hf_assets travel into the run's checkpoints."""
+    import torch
+    from train_helpers import make_hf_llama
+
+    from cptkit.convert.hf_to_mcore import convert_hf_to_mcore
+    from cptkit.mix.resolve import resolve_file
+    from cptkit.train.data import build_datasets
+    from cptkit.train.recipe import load_recipe
+
+    hf_dir = make_hf_llama(tmp_path / "hf")
+    convert_hf_to_mcore(hf_dir, tmp_path / "mcore", log=lambda *_: None)
+    recipe = write_recipe(tmp_path / "ft.yaml", tiny_data["mixture"], tmp_path / "run")
+    overrides = [f"model.init_checkpoint={tmp_path / 'mcore'}", "training.train_iters=4", "eval.interval_iters=null"]
+    rc, out, err = cptkit_train(recipe, *overrides)
+    assert rc == 0, err[-3000:]
+    assert "loaded initial weights" in out
+    first = losses(tmp_path / "run")[1]["lm_loss"]
+
+    r = load_recipe(recipe, overrides)
+    ds = build_datasets(
+        r, resolve_file(r.data.mixture), vocab_size=VOCAB, train_iters=4, cache_dir=str(tmp_path / "run" / "data_cache")
+    ).train
+    batch = [ds[i] for i in range(8)]  # iteration 1 = the first global batch
+    tokens = torch.stack([torch.as_tensor(b["tokens"]) for b in batch])
+    labels = torch.stack([torch.as_tensor(b["labels"]) for b in batch])
+    import transformers
+
+    hf = transformers.LlamaForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = hf(tokens).logits
+    hf_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), labels.reshape(-1)).item()
+    assert abs(first - hf_loss) < 1e-4, (first, hf_loss)
+    # Not blind: a randomly initialised model's first loss (the baseline run) is far from the HF model's.
+    assert abs(losses(baseline["run"])[1]["lm_loss"] - hf_loss) > 0.05
+    saved = tmp_path / "run" / "checkpoints" / "iter_0000004"
+    assert (saved / "hf_assets").is_dir() and (saved / "cptkit_model.json").is_file()

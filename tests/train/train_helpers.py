@@ -69,3 +69,36 @@ logging:
 {extra}"""
     )
     return path
+
+
+def make_hf_llama(out: Path, seed: int = 0) -> Path:
+    """A tiny random Llama-3.1-style HF model with the shape of `write_recipe`'s model (vocab 512)."""
+    import torch
+    import transformers
+
+    config = transformers.LlamaConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=176,
+        vocab_size=VOCAB,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        initializer_range=0.1,
+        rope_theta=500000.0,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+        },
+        bos_token_id=1,
+        eos_token_id=VOCAB - 1,
+    )
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(config).eval()
+    model.save_pretrained(out)
+    return out
