@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--iteration-index", type=int, help="only the I-th saved iteration of a run dir (0-based)")
     p.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto")
     p.add_argument("--device", default=None, help="torch device for the hf backend (default: cuda if available)")
-    p.add_argument("--batch-size", default="auto")
+    p.add_argument("--batch-size", help="documents per forward pass (default: 'auto' on GPU, 4 on CPU)")
     p.add_argument("--dtype", default="auto", help="model dtype, e.g. bfloat16 (default: the folder's)")
     p.add_argument("--force", action="store_true", help="evaluate again even where results exist")
     p.add_argument("--dry-run", action="store_true", help="print the plan: tasks, data files, done / to do")
@@ -83,7 +83,10 @@ def _eval(args: argparse.Namespace) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    batch_size = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
+    # lm-eval's "auto" probes ever larger batches at the model's full context; on a CPU that exhausts host memory
+    # instead of raising an out-of-memory error it can catch.
+    batch_size = args.batch_size or ("auto" if device.startswith("cuda") else "4")
+    batch_size = int(batch_size) if batch_size.isdigit() else batch_size
     for suite in suites:
         todo = eval_targets.targets_for(path, suite.name, output=args.output, iteration_index=args.iteration_index)
         if not todo:

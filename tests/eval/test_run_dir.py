@@ -1,0 +1,115 @@
+"""`cptkit eval RUN_DIR`: saved iterations only, one per array index, converted folders reused, results beside them.
+
+CPU, ~15 s:  pytest tests/eval/test_run_dir.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cptkit.cli import main
+from cptkit.errors import UserError
+from cptkit.eval import targets
+
+
+def _run_dir(tmp_path: Path, hf_source: Path | None = None) -> Path:
+    run = tmp_path / "run_a"
+    for it in (10, 20, 30):
+        (run / "checkpoints" / f"iter_{it:07d}").mkdir(parents=True)
+    # iteration 30 is still being written: the latest-complete marker says 20
+    (run / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("20\n")
+    (run / "checkpoints" / "iter_0000010" / "cptkit_state.json").write_text(json.dumps({"consumed_tokens": 1000}))
+    (run / "logs").mkdir()
+    rows = [{"iteration": i, "loss": 3.0 - i / 100, "consumed_tokens": i * 100} for i in range(1, 31)]
+    (run / "logs" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"iteration": 3')
+    if hf_source is not None:
+        for it in (10, 20):
+            shutil.copytree(hf_source, run / "hf" / f"iter_{it:07d}")
+    return run
+
+
+def test_saved_iterations_and_tokens(tmp_path):
+    run = _run_dir(tmp_path)
+    assert targets.saved_iterations(run) == [10, 20]
+    assert targets.consumed_tokens(run, 10) == 1000  # from the checkpoint's state
+    assert targets.consumed_tokens(run, 20) == 2000  # from logs/metrics.jsonl (torn last line ignored)
+    picked = targets.targets_for(run, "quick", output=None, iteration_index=1)
+    assert [(t.iteration, t.output) for t in picked] == [(20, run / "eval" / "iter_0000020" / "quick.json")]
+    with pytest.raises(UserError, match="no saved iteration at index 2"):
+        targets.targets_for(run, "quick", output=None, iteration_index=2)
+
+
+def test_iteration_index_evaluates_one_checkpoint(preferring_llama, local_data, suite_file, tmp_path, capsys):
+    run = _run_dir(tmp_path, preferring_llama)
+    root, _ = local_data
+    argv = ["eval", str(run), "--suite", str(suite_file), "--data-root", str(root), "--device", "cpu"]
+    assert main([*argv, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "to do  run_a/iter_0000010" in plan and "to do  run_a/iter_0000020" in plan
+    assert "iter_0000030" not in plan
+
+    assert main([*argv, "--iteration-index", "1", "--limit", "2"]) == 0
+    out = run / "eval" / "iter_0000020" / "local.json"
+    doc = json.loads(out.read_text())
+    assert doc["model"]["iteration"] == 20 and doc["model"]["consumed_tokens"] == 2000
+    assert doc["tasks"]["MC"]["n_samples"]["cptkit_openbookqa"]["effective"] == 2
+    assert not (run / "eval" / "iter_0000010").exists()
+
+    capsys.readouterr()
+    assert main([*argv, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "done   run_a/iter_0000020" in plan and "to do  run_a/iter_0000010" in plan
+
+
+def test_unconverted_checkpoint_goes_through_the_converter(tmp_path, monkeypatch):
+    run = _run_dir(tmp_path)
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        out = Path(cmd[-1])
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    (target,) = targets.targets_for(run, "quick", output=None, iteration_index=0)
+    assert target.hf_dir is None
+    hf = targets.convert(target)
+    assert hf == run / "hf" / "iter_0000010" and (hf / "config.json").is_file()
+    assert calls[0][:5] == [sys.executable, "-m", "cptkit.cli", "convert", "mcore-to-hf"]
+    assert calls[0][5] == str(run / "checkpoints" / "iter_0000010")
+    assert not list((run / "hf").glob("*.tmp-*"))
+
+
+def test_failed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
+    run = _run_dir(tmp_path)
+
+    def failing_run(cmd, **kwargs):
+        Path(cmd[-1]).mkdir(parents=True)
+        return subprocess.CompletedProcess(cmd, 2, "", "cptkit convert: error: bad checkpoint\n")
+
+    monkeypatch.setattr(subprocess, "run", failing_run)
+    (target,) = targets.targets_for(run, "quick", output=None, iteration_index=0)
+    with pytest.raises(UserError, match="bad checkpoint"):
+        targets.convert(target)
+    assert not (run / "hf").exists() or not any((run / "hf").iterdir())
+
+
+def test_cli_help_does_not_import_torch():
+    code = (
+        "import sys\nfrom cptkit.cli import main\n"
+        "for argv in (['eval', '--help'], ['report', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "heavy = [m for m in ('torch', 'lm_eval', 'transformers', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "--iteration-index" in proc.stdout and "RUN_DIR" in proc.stdout
