@@ -157,17 +157,20 @@ def test_hard_kill_resumes_from_last_complete_checkpoint_exactly(baseline, tiny_
         assert resumed[i]["loss"] == base[i]["loss"], i
 
 
-def _tp_run(rank, world, recipe, tp, run_dir):
+def _layout_run(rank, world, recipe, layout, init, run_dir):
     from cptkit.train.loop import train
     from cptkit.train.recipe import load_recipe
 
+    tp, pp = layout
     r = load_recipe(
         recipe,
         [
             f"run_dir={run_dir}",
+            f"model.init_checkpoint={init}",
             f"parallel.num_gpus={world}",
             f"parallel.tensor_model_parallel_size={tp}",
-            "training.train_iters=8",
+            f"parallel.pipeline_model_parallel_size={pp}",
+            "training.train_iters=6",
             "checkpoint.interval_iters=null",
             "eval.interval_iters=null",
         ],
@@ -175,18 +178,24 @@ def _tp_run(rank, world, recipe, tp, run_dir):
     return train(r)
 
 
-def test_tp2_reproduces_tp1_losses(tiny_data, tmp_path):
+def test_tp2_and_dp2_reproduce_tp1_losses(baseline, tiny_data, tmp_path):
+    """TP=2 and DP=2 give TP=1's losses, all starting from the TP=1 run's checkpoint (resharded on load)."""
     recipe = write_recipe(tmp_path / "tp.yaml", tiny_data["mixture"], tmp_path / "unused")
-    assert run_spawned(_tp_run, 1, recipe, 1, tmp_path / "tp1") == [0]
-    assert run_spawned(_tp_run, 2, recipe, 2, tmp_path / "tp2") == [0, 0]
-    tp1, tp2 = losses(tmp_path / "tp1"), losses(tmp_path / "tp2")
-    assert sorted(tp1) == sorted(tp2) == list(range(1, 9))
+    init = baseline["run"] / "checkpoints" / "iter_0000020"
+    runs = {"tp1": (1, (1, 1)), "tp2": (2, (2, 1)), "dp2": (2, (1, 1))}
+    for name, (world, layout) in runs.items():
+        assert run_spawned(_layout_run, world, recipe, layout, init, tmp_path / name) == [0] * world
+    ref = losses(tmp_path / "tp1")
+    assert sorted(ref) == list(range(1, 7))
     # The losses move by far more than the tolerance, so agreement is not an accident of a flat curve.
-    assert tp1[1]["loss"] - tp1[8]["loss"] > 100 * 1e-4
-    for i in tp1:
-        assert abs(tp1[i]["loss"] - tp2[i]["loss"]) < 1e-4, (i, tp1[i]["loss"], tp2[i]["loss"])
-        assert abs(tp1[i]["z_loss"] - tp2[i]["z_loss"]) < 1e-6
-        assert abs(tp1[i]["grad_norm"] - tp2[i]["grad_norm"]) < 1e-4
+    assert ref[1]["loss"] - ref[6]["loss"] > 100 * 1e-4
+    for name in ("tp2", "dp2"):
+        other = losses(tmp_path / name)
+        assert sorted(other) == sorted(ref), name
+        for i in ref:
+            assert abs(ref[i]["loss"] - other[i]["loss"]) < 1e-4, (name, i, ref[i]["loss"], other[i]["loss"])
+            assert abs(ref[i]["z_loss"] - other[i]["z_loss"]) < 1e-6, name
+            assert abs(ref[i]["grad_norm"] - other[i]["grad_norm"]) < 1e-4, name
 
 
 def test_start_from_converted_hf_model_gives_the_hf_loss(baseline, tiny_data, tmp_path):
