@@ -1,0 +1,234 @@
+"""`cptkit report RUN_DIR...`: the seed-style results tables and curves for one or more runs (ablations).
+
+For every suite found in the runs' `eval/iter_*/SUITE.json`:
+    SUITE.md, SUITE.csv      rows = (run, tokens trained in B) per evaluated checkpoint, columns = the suite's
+                             benchmarks and their average; runs side by side, one block of rows each
+    SUITE_<column>.png       each benchmark against tokens trained, one line per run
+and from each run's `logs/metrics.jsonl`:
+    loss.png, grad_norm.png  training loss (lm_loss when logged, else loss) and grad norm against tokens, one line per run
+
+Every run keeps one colour in every plot (`run_colors`), so a reader can follow an ablation across figures. When a job
+resumed, `metrics.jsonl` repeats iterations; the last record of an iteration wins (it is the one the run continued
+from). On a CPU:  cptkit report runs/exp_a runs/exp_b --output report/
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cptkit.errors import UserError
+from cptkit.util.atomic import atomic_open, write_text
+
+# matplotlib's tab10, fixed so a run's colour is the same in every figure (and testable in the PNGs).
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_ITER = re.compile(r"^iter_(\d+)$")
+
+
+@dataclass
+class RunData:
+    name: str
+    path: Path
+    metrics: list[dict] = field(default_factory=list)  # one per iteration, ascending
+    evals: dict[str, list[dict]] = field(default_factory=dict)  # suite -> results docs, ascending tokens
+
+
+def _tokens_b(doc: dict) -> float | None:
+    tokens = doc.get("model", {}).get("consumed_tokens")
+    return tokens / 1e9 if isinstance(tokens, int | float) else None
+
+
+def load_run(path: Path, name: str) -> RunData:
+    if not path.is_dir():
+        raise UserError(f"{path} is not a run directory", field="RUN_DIR")
+    run = RunData(name, path)
+    metrics_file = path / "logs" / "metrics.jsonl"
+    if metrics_file.is_file():
+        by_iter: dict[int, dict] = {}
+        for line in metrics_file.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+            if isinstance(row, dict) and isinstance(row.get("iteration"), int):
+                by_iter[row["iteration"]] = row
+        run.metrics = [by_iter[i] for i in sorted(by_iter)]
+    for results in sorted((path / "eval").glob("iter_*/*.json")):
+        m = _ITER.match(results.parent.name)
+        if not m:
+            continue
+        try:
+            doc = json.loads(results.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise UserError(f"not valid JSON: {e}", file=str(results)) from None
+        doc.setdefault("model", {}).setdefault("iteration", int(m.group(1)))
+        run.evals.setdefault(doc.get("suite", results.stem), []).append(doc)
+    for docs in run.evals.values():
+        docs.sort(key=lambda d: (d["model"].get("consumed_tokens") or 0, d["model"]["iteration"]))
+    return run
+
+
+def run_names(paths: list[Path]) -> list[str]:
+    """Directory names, made unique with their parent's name when two runs share one."""
+    names = [p.resolve().name for p in paths]
+    return [f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names, strict=True)]
+
+
+def run_colors(runs: list[RunData]) -> dict[str, str]:
+    return {r.name: PALETTE[i % len(PALETTE)] for i, r in enumerate(runs)}
+
+
+def suite_columns(runs: list[RunData], suite: str) -> tuple[list[str], dict[str, str]]:
+    columns: list[str] = []
+    labels: dict[str, str] = {}
+    for run in runs:
+        for doc in run.evals.get(suite, []):
+            for col, task in doc.get("tasks", {}).items():
+                if col not in columns:
+                    columns.append(col)
+                    labels[col] = task.get("label", "")
+            for col in doc.get("scores", {}):
+                if col not in columns:
+                    columns.append(col)
+    return columns, labels
+
+
+def table_rows(runs: list[RunData], suite: str) -> tuple[list[str], list[list]]:
+    columns, _ = suite_columns(runs, suite)
+    header = ["Run", "Tokens (B)", *columns, "Avg"]
+    rows = []
+    for run in runs:
+        for doc in run.evals.get(suite, []):
+            tokens = _tokens_b(doc)
+            values = [doc.get("scores", {}).get(c) for c in columns]
+            present = [v for v in values if v is not None]
+            avg = sum(present) / len(present) if present and len(present) == len(values) else None
+            tokens_cell = f"{tokens:.2f}" if tokens is not None else f"iter {doc['model']['iteration']}"
+            rows.append([run.name, tokens_cell, *values, avg])
+    return header, rows
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def markdown_table(runs: list[RunData], suite: str) -> str:
+    header, rows = table_rows(runs, suite)
+    _, labels = suite_columns(runs, suite)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    if any(labels.values()):
+        lines.append("| | | " + " | ".join(labels.get(c, "") for c in header[2:-1]) + " | |")
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    note = "Avg is over all benchmarks of the suite; – = not evaluated (no average then)."
+    return f"## {suite}\n\n" + "\n".join(lines) + f"\n\n{note}\n"
+
+
+def csv_table(runs: list[RunData], suite: str) -> str:
+    header, rows = table_rows(runs, suite)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return buf.getvalue()
+
+
+def _x_tokens(row: dict) -> float | None:
+    tokens = row.get("consumed_tokens")
+    return tokens / 1e9 if isinstance(tokens, int | float) else None
+
+
+def training_series(run: RunData, key: str) -> tuple[list[float], list[float], str]:
+    """(x, y, x label) of one metric; x is tokens trained in B, or iterations when tokens are not logged."""
+    if key == "loss" and any("lm_loss" in r for r in run.metrics):
+        key = "lm_loss"
+    rows = [r for r in run.metrics if isinstance(r.get(key), int | float)]
+    if rows and all(_x_tokens(r) is not None for r in rows):
+        return [_x_tokens(r) for r in rows], [float(r[key]) for r in rows], "tokens trained (B)"
+    return [float(r["iteration"]) for r in rows], [float(r[key]) for r in rows], "iteration"
+
+
+def _figure(title: str, ylabel: str):
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    fig = Figure(figsize=(7, 4.2), dpi=100)
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def plot_training(runs: list[RunData], key: str):
+    fig, ax = _figure(f"training {key.replace('_', ' ')}", key)
+    colors = run_colors(runs)
+    xlabel = "tokens trained (B)"
+    for run in runs:
+        x, y, xlabel = training_series(run, key)
+        if x:
+            ax.plot(x, y, color=colors[run.name], label=run.name, linewidth=1.2)
+    ax.set_xlabel(xlabel)
+    if ax.lines:
+        ax.legend()
+    return fig
+
+
+def plot_benchmark(runs: list[RunData], suite: str, column: str):
+    fig, ax = _figure(f"{suite}: {column}", column)
+    colors = run_colors(runs)
+    for run in runs:
+        points = [
+            (_tokens_b(d), d["scores"][column])
+            for d in run.evals.get(suite, [])
+            if _tokens_b(d) is not None and d.get("scores", {}).get(column) is not None
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, color=colors[run.name], label=run.name, marker="o", linewidth=1.5)
+    ax.set_xlabel("tokens trained (B)")
+    if ax.lines:
+        ax.legend()
+    return fig
+
+
+def save_png(fig, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
+
+
+def make_report(paths: list[Path], out_dir: Path, *, suites: list[str] | None = None) -> list[Path]:
+    runs = [load_run(p, n) for p, n in zip(paths, run_names(paths), strict=True)]
+    found = sorted({s for r in runs for s in r.evals})
+    chosen = [s for s in found if not suites or s in suites]
+    if not chosen and not any(r.metrics for r in runs):
+        raise UserError("no evaluation results (eval/iter_*/SUITE.json) and no logs/metrics.jsonl", field="RUN_DIR")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for suite in chosen:
+        written.append(out_dir / f"{_safe(suite)}.md")
+        write_text(written[-1], markdown_table(runs, suite))
+        written.append(out_dir / f"{_safe(suite)}.csv")
+        write_text(written[-1], csv_table(runs, suite))
+        for column in suite_columns(runs, suite)[0]:
+            written.append(out_dir / f"{_safe(suite)}_{_safe(column)}.png")
+            save_png(plot_benchmark(runs, suite, column), written[-1])
+    for key in ("loss", "grad_norm"):
+        if any(training_series(r, key)[0] for r in runs):
+            written.append(out_dir / f"{key}.png")
+            save_png(plot_training(runs, key), written[-1])
+    for path in written:
+        print(path)
+    return written

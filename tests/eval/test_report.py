@@ -1,0 +1,115 @@
+"""`cptkit report` over two small fake runs: seed-style tables and PNGs that really contain each run's lines.
+
+CPU, ~5 s:  pytest tests/eval/test_report.py -q
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cptkit.cli import main
+from cptkit.eval import report
+
+SCORES = {
+    "run_a": {10: {"OpenBookQA": 0.30, "GSM8K": 0.10}, 20: {"OpenBookQA": 0.34, "GSM8K": 0.20}},
+    "run_b": {10: {"OpenBookQA": 0.31, "GSM8K": 0.05}, 20: {"OpenBookQA": 0.36, "GSM8K": 0.15}},
+}
+
+
+def _fake_run(root: Path, name: str, loss_offset: float) -> Path:
+    run = root / name
+    (run / "logs").mkdir(parents=True)
+    rows = [
+        {
+            "iteration": i,
+            "lm_loss": 3.0 - i / 50 + loss_offset,
+            "loss": 9.9,
+            "grad_norm": 1.0 + loss_offset + i / 100,
+            "consumed_tokens": i * 10**9,
+        }
+        for i in range(1, 21)
+    ]
+    # a resumed job repeats iterations 15..20 and the repeat wins
+    rows += [{**r, "lm_loss": r["lm_loss"] - 0.5} for r in rows[14:]]
+    (run / "logs" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for tokens_b, scores in SCORES[name].items():
+        it = tokens_b
+        doc = {
+            "suite": "en",
+            "model": {"iteration": it, "consumed_tokens": tokens_b * 10**9},
+            "scores": scores,
+            "tasks": {c: {"label": "4-shot Acc"} for c in scores},
+        }
+        out = run / "eval" / f"iter_{it:07d}" / "en.json"
+        out.parent.mkdir(parents=True)
+        out.write_text(json.dumps(doc))
+    return run
+
+
+def _color_pixels(png: Path, hex_color: str, tol: float = 0.03) -> int:
+    import matplotlib.image
+
+    img = matplotlib.image.imread(str(png))[..., :3]
+    target = np.array([int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int((np.abs(img - target).max(axis=-1) < tol).sum())
+
+
+@pytest.fixture
+def runs(tmp_path) -> list[Path]:
+    return [_fake_run(tmp_path, "run_a", 0.0), _fake_run(tmp_path, "run_b", 0.3)]
+
+
+def test_tables_side_by_side(runs, tmp_path):
+    out = tmp_path / "rep"
+    assert main(["report", *map(str, runs), "--output", str(out)]) == 0
+    md = (out / "en.md").read_text()
+    assert "| Run | Tokens (B) | OpenBookQA | GSM8K | Avg |" in md
+    assert "| run_a | 20.00 | 0.340 | 0.200 | 0.270 |" in md
+    assert "| run_b | 10.00 | 0.310 | 0.050 | 0.180 |" in md
+    rows = list(csv.reader((out / "en.csv").open()))
+    assert rows[0] == ["Run", "Tokens (B)", "OpenBookQA", "GSM8K", "Avg"]
+    assert [r[:2] for r in rows[1:]] == [["run_a", "10.00"], ["run_a", "20.00"], ["run_b", "10.00"], ["run_b", "20.00"]]
+    assert float(rows[4][4]) == pytest.approx((0.36 + 0.15) / 2)
+
+
+def test_plots_hold_each_runs_series(runs, tmp_path):
+    loaded = [report.load_run(p, p.name) for p in runs]
+    fig = report.plot_training(loaded, "loss")
+    a, b = fig.axes[0].lines
+    assert a.get_label() == "run_a" and b.get_label() == "run_b"
+    assert len(a.get_xdata()) == 20  # resumed iterations de-duplicated
+    assert a.get_xdata()[-1] == 20.0  # tokens in B
+    assert a.get_ydata()[-1] == pytest.approx(3.0 - 20 / 50 - 0.5)  # lm_loss, the resumed record
+    bench = report.plot_benchmark(loaded, "en", "GSM8K").axes[0].lines
+    assert [list(line.get_ydata()) for line in bench] == [[0.10, 0.20], [0.05, 0.15]]
+
+    out = tmp_path / "rep"
+    report.make_report(runs, out)
+    colors = report.run_colors(loaded)
+    for png in ("loss.png", "grad_norm.png", "en_OpenBookQA.png", "en_GSM8K.png"):
+        for name in ("run_a", "run_b"):
+            assert _color_pixels(out / png, colors[name]) > 50, (png, name)
+
+
+def test_pixel_check_sees_a_missing_series(runs, tmp_path):
+    """The pixel check is not blind: a run with no logged metrics leaves no line of its colour."""
+    empty = tmp_path / "run_c"
+    (empty / "logs").mkdir(parents=True)
+    (empty / "logs" / "metrics.jsonl").write_text("")
+    out = tmp_path / "rep"
+    report.make_report([*runs, empty], out)
+    loaded = [report.load_run(p, p.name) for p in [*runs, empty]]
+    colors = report.run_colors(loaded)
+    assert _color_pixels(out / "loss.png", colors["run_a"]) > 50
+    assert _color_pixels(out / "loss.png", colors["run_c"]) == 0
+
+
+def test_no_results_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    assert main(["report", str(tmp_path / "run"), "--output", str(tmp_path / "o")]) == 2
+    assert "no evaluation results" in capsys.readouterr().err
