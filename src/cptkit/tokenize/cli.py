@@ -67,7 +67,7 @@ def register(subparsers) -> None:
         "--chunk-bytes",
         type=int,
         default=None,
-        help="input bytes per chunk (resume and scheduling unit; default 16 MiB)",
+        help="input bytes per chunk, the unit of resume and scheduling (default: input size / 256, within 1-64 MiB)",
     )
     run.add_argument("--shard-index", type=int, help="this node's share of the work (0-based; with --num-shards)")
     run.add_argument("--num-shards", type=int, help="number of nodes splitting the work; then run --merge once")
@@ -158,7 +158,7 @@ def _jobs(args) -> tuple[list, str]:
 
 
 def handle(args) -> int:
-    from cptkit.tokenize.pipeline import DEFAULT_CHUNK_BYTES, Options, Runner
+    from cptkit.tokenize.pipeline import Options, Runner
     from cptkit.tokenize.report import print_dry_run, print_summary
 
     if (args.shard_index is None) != (args.num_shards is None):
@@ -180,7 +180,7 @@ def handle(args) -> int:
         append_eod=args.append_eod,
         prepend_bos=args.prepend_bos,
         strict=args.strict,
-        chunk_bytes=args.chunk_bytes or DEFAULT_CHUNK_BYTES,
+        chunk_bytes=args.chunk_bytes,
     )
     with Runner(options, workers=args.workers, progress=args.progress) as runner:
         if args.dry_run:

@@ -41,7 +41,14 @@ from cptkit.tokenize.worker import MAX_EXAMPLES, WorkerOptions, init_worker, pro
 from cptkit.util.atomic import write_json
 
 MANIFEST_FORMAT = "cptkit.tokenized/1"
-DEFAULT_CHUNK_BYTES = 16 << 20
+# Chunk size when not given: about 256 chunks per prefix, within [1 MiB, 64 MiB]. It depends only on the input
+# sizes, never on the worker count, so every node of a scale-out and every rerun cuts the same chunks.
+MIN_AUTO_CHUNK_BYTES, MAX_AUTO_CHUNK_BYTES, AUTO_CHUNKS = 1 << 20, 64 << 20, 256
+
+
+def auto_chunk_bytes(files: list[InputFile]) -> int:
+    total = sum(f.size_bytes for f in files)
+    return min(MAX_AUTO_CHUNK_BYTES, max(MIN_AUTO_CHUNK_BYTES, total // AUTO_CHUNKS))
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class Options:
     append_eod: bool = True
     prepend_bos: bool = False
     strict: bool = False
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    chunk_bytes: int | None = None  # input bytes per chunk; None: auto_chunk_bytes(inputs)
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,7 @@ def _fingerprint(files: list[InputFile], job: Job, tok: Tokenizer, options: Opti
         "format": MANIFEST_FORMAT,
         "tokenizer_sha256": tok.checksum,
         "options": _options_record(job, tok, options),
-        "chunk_bytes": options.chunk_bytes,
+        "chunk_bytes": options.chunk_bytes or auto_chunk_bytes(files),
         "inputs": [f.identity() for f in files],
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
@@ -157,7 +164,9 @@ class Runner:
             else:
                 # spawn, not fork: the parent may hold tokenizer thread pools, which fork can deadlock.
                 ctx = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker, initargs=(wopts,))
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=ctx, initializer=init_worker, initargs=(wopts,)
+                )
         return self._pool
 
     # -- one prefix ---------------------------------------------------------------------------------------------
@@ -223,6 +232,7 @@ class Runner:
         from tqdm import tqdm
 
         total_bytes = sum(f.size_bytes for f in files)
+        chunk_bytes = self.options.chunk_bytes or auto_chunk_bytes(files)
         result.input_bytes = total_bytes
         # disable=None: shown on a terminal, silent in batch logs unless --progress asks for it.
         disable = None if self.progress is None else not self.progress
@@ -244,7 +254,7 @@ class Runner:
         try:
             base = 0
             for f_idx, file in enumerate(files):
-                scanner = ChunkScanner(file, job.text_field, self.options.chunk_bytes)
+                scanner = ChunkScanner(file, job.text_field, chunk_bytes)
                 for chunk in scanner:
                     if num_shards is not None and (job.position + f_idx + chunk.index) % num_shards != shard_index:
                         account(_EMPTY, base + chunk.raw_end)
@@ -267,14 +277,15 @@ class Runner:
                     while len(pending) >= 2 * self.workers:
                         fut, end = pending.popleft()
                         account(fut.result(), end)
-                while pending:
-                    fut, end = pending.popleft()
-                    account(fut.result(), end)
+                # The file's chunk list is final once it is read; its chunks may still be in flight (no bubble).
                 write_json(
                     wdir / "files" / f"{f_idx:05d}.json",
                     {**file.identity(), "chunks": scanner.chunks, "records": scanner.records, "sha256": scanner.sha256},
                 )
                 base += file.size_bytes
+            while pending:
+                fut, end = pending.popleft()
+                account(fut.result(), end)
         except BaseException:
             for fut, _ in pending:
                 fut.cancel()
@@ -354,6 +365,7 @@ class Runner:
             "fingerprint": fp,
         }
         write_json(mpath, manifest)
+        _readable_like_bin(mpath)
         shutil.rmtree(wdir, ignore_errors=True)
         result.documents, result.skipped, result.tokens = written, skipped, tokens
         result.skipped_by_reason = by_reason
@@ -376,6 +388,13 @@ class _InProcess:
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         pass
+
+
+def _readable_like_bin(path: Path) -> None:
+    """atomic_open's temporary file is 0600; a manifest must be as readable as the .bin/.idx beside it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _read_json(path: Path) -> dict:

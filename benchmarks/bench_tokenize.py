@@ -1,0 +1,280 @@
+"""Tokenization speed and memory: cptkit vs the raw tokenizer vs a Megatron-LM-style baseline, in one run.
+
+    .venv/bin/python -m benchmarks tokenize                       # CPU only; ~3-5 minutes on 2 shared cores
+    .venv/bin/python -m benchmarks tokenize --base-mb=0.5 --scale=4   # quicker (write options with `=`)
+    CPTKIT_BENCH_CORPUS=/path/with/{code,ja,en}.jsonl.gz .venv/bin/python -m benchmarks tokenize
+
+From the corpus (default /work/shared/bench/corpus; never copied into the repo) it writes two samples to a temporary
+directory: 1× = the first `--base-mb` MB of text of each of code, ja, en, and `--scale`× that. On the large sample,
+with the real Llama-3 tokenizer (tokenizer.json) and 2 cores, it measures side by side:
+
+- raw:      `Tokenizer.encode_batch` on the texts already in memory, all cores (the `tokenizers` thread pool): the
+            ceiling any pipeline can reach;
+- cptkit:   `cptkit tokenize --workers 2`, end to end (process start, decompression, JSON, tokenizing, writing, merge);
+- megatron: what Megatron-LM's tools/preprocess_data.py does: `multiprocessing.Pool(2).imap(encode, lines, 32)`, each
+            document through megatron-core's HuggingFace `MegatronTokenizer.tokenize`, one writer into megatron-core's
+            `IndexedDatasetBuilder`.
+
+cptkit runs with `--no-split-special-tokens`, so its `.bin` must equal the baseline's byte for byte (checked). Peak RSS
+is the sum over the process tree, sampled every 50 ms, for cptkit and the baseline at 1× and at the large sample.
+Targets: cptkit ≥ 85% of raw, ≥ 2× the baseline, peak RSS flat from 1× to the large sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+CORPUS_NAMES = ("code", "ja", "en")
+WORKERS = 2
+
+
+def _sample(corpus: Path, out_dir: Path, text_bytes: int) -> int:
+    """First documents of each corpus file up to `text_bytes` of text each, as .jsonl.gz; returns the text bytes."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for name in CORPUS_NAMES:
+        got = 0
+        with (
+            gzip.open(corpus / f"{name}.jsonl.gz", "rt", encoding="utf-8") as src,
+            gzip.open(out_dir / f"{name}.jsonl.gz", "wt", encoding="utf-8", compresslevel=1) as dst,
+        ):
+            for line in src:
+                dst.write(line)
+                got += len(json.loads(line)["text"].encode("utf-8"))
+                if got >= text_bytes:
+                    break
+        total += got
+    return total
+
+
+def _inputs(sample: Path) -> list[str]:
+    return sorted(str(p) for p in sample.glob("*.jsonl.gz"))
+
+
+class _PeakRSS:
+    """Peak of the summed RSS of a process and all its descendants, sampled in a thread."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+                rss = 0
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):  # a process that just exited
+                        rss += p.memory_info().rss
+                self.peak = max(self.peak, rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    rss = _PeakRSS(proc.pid)
+    out, err = proc.communicate()
+    seconds = time.monotonic() - start
+    peak = rss.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... failed ({proc.returncode}): {err.strip()[-2000:]}")
+    return seconds, peak, out
+
+
+def _run_cptkit(sample: Path, prefix: Path) -> tuple[float, int, dict]:
+    shutil.rmtree(prefix.parent, ignore_errors=True)
+    args = [a for p in _inputs(sample) for a in ("--input", p)]
+    cmd = [sys.executable, "-m", "cptkit.cli", "tokenize", *args, "--output-prefix", str(prefix), "--tokenizer", "llama3",
+           "--workers", str(WORKERS), "--no-split-special-tokens", "--no-progress"]  # fmt: skip
+    seconds, peak, _ = _timed(cmd)
+    manifest = json.loads(Path(f"{prefix}.manifest.json").read_text())
+    return seconds, peak, manifest
+
+
+def _run_self(role: str, *args: str) -> tuple[float, int, str]:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "true" if role == "raw" else "false"}
+    return _timed([sys.executable, __file__, f"--role={role}", *args], env=env)
+
+
+# -- roles run in a child process ------------------------------------------------------------------------------------
+def _role_raw(sample: Path) -> None:
+    """Tokens/s of encode_batch on texts already in memory (reading is not timed)."""
+    from cptkit.tokenize.tokenizers import load_tokenizer
+
+    texts = []
+    for path in _inputs(sample):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            texts.extend(json.loads(line)["text"] for line in f)
+    tok = load_tokenizer("llama3", split_special_tokens=False)
+    tokens = 0
+    start = time.monotonic()
+    for i in range(0, len(texts), 256):
+        tokens += sum(len(ids) for ids in tok.encode_batch(texts[i : i + 256]))
+    print(json.dumps({"tokens": tokens, "seconds": time.monotonic() - start}))
+
+
+class _MegatronEncoder:
+    """preprocess_data.py's Encoder: json.loads, MegatronTokenizer.tokenize, EOD appended."""
+
+    def initializer(self) -> None:
+        from megatron.core.tokenizers import MegatronTokenizer
+
+        from cptkit.tokenize.tokenizers import llama3_dir
+
+        _MegatronEncoder.tokenizer = MegatronTokenizer.from_pretrained(
+            tokenizer_path=str(llama3_dir()), metadata_path={"library": "huggingface"}
+        )
+
+    def encode(self, line: str):
+        text = json.loads(line)["text"]
+        ids = _MegatronEncoder.tokenizer.tokenize(text)
+        if ids:
+            ids.append(_MegatronEncoder.tokenizer.eod)
+        return ids, len(line)
+
+
+def _role_megatron(sample: Path, prefix: Path) -> None:
+    import multiprocessing
+
+    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
+
+    encoder = _MegatronEncoder()
+    encoder.initializer()
+    vocab = _MegatronEncoder.tokenizer.vocab_size
+    builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=DType.optimal_dtype(vocab))
+    pool = multiprocessing.Pool(WORKERS, initializer=encoder.initializer)
+    for path in _inputs(sample):
+        with gzip.open(path, "rt", encoding="utf-8") as fin:
+            for ids, _ in pool.imap(encoder.encode, fin, 32):
+                builder.add_document(ids, [len(ids)])
+    pool.close()
+    pool.join()
+    builder.finalize(f"{prefix}.idx")
+    print(json.dumps({"vocab": vocab}))
+
+
+# -- the table -------------------------------------------------------------------------------------------------------
+def _sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench_tokenize", description=__doc__.split("\n")[0])
+    parser.add_argument("--base-mb", type=float, default=1.0, help="MB of text per corpus file in the 1x sample")
+    parser.add_argument("--scale", type=int, default=10, help="the large sample is this many times the 1x sample")
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    parser.add_argument("--sample", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role == "raw":
+        _role_raw(Path(args.sample))
+        return 0
+    if args.role == "megatron":
+        _role_megatron(Path(args.sample), Path(args.prefix))
+        return 0
+
+    corpus = Path(os.environ.get("CPTKIT_BENCH_CORPUS", "/work/shared/bench/corpus"))
+    missing = [n for n in CORPUS_NAMES if not (corpus / f"{n}.jsonl.gz").is_file()]
+    if missing:
+        print(f"bench_tokenize: {corpus} lacks {missing} (set CPTKIT_BENCH_CORPUS)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="cptkit-bench-tokenize-"))
+    try:
+        small, large = tmp / "x1", tmp / f"x{args.scale}"
+        bytes_small = _sample(corpus, small, int(args.base_mb * 1e6))
+        bytes_large = _sample(corpus, large, int(args.base_mb * args.scale * 1e6))
+        print(f"corpus {corpus}: 1x = {bytes_small / 1e6:.1f} MB of text, {args.scale}x = {bytes_large / 1e6:.1f} MB "
+              f"(code, ja, en); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+
+        # The three on the large sample, back to back (others may share the cores: see the load average).
+        t_cpt, rss_cpt, manifest = _run_cptkit(large, tmp / "cpt" / "out")
+        tokens = manifest["tokens"]
+        _, _, raw_out = _run_self("raw", f"--sample={large}")
+        raw = json.loads(raw_out.strip().splitlines()[-1])
+        (tmp / "meg").mkdir()
+        t_meg, rss_meg, _ = _run_self("megatron", f"--sample={large}", f"--prefix={tmp / 'meg' / 'out'}")
+        identical = _sha(str(tmp / "cpt" / "out.bin")) == _sha(str(tmp / "meg" / "out.bin")) and _sha(
+            str(tmp / "cpt" / "out.idx")
+        ) == _sha(str(tmp / "meg" / "out.idx"))
+        # Memory at 1x, for the flatness ratio.
+        _, rss_cpt_small, _ = _run_cptkit(small, tmp / "cpt1" / "out")
+        (tmp / "meg1").mkdir()
+        _, rss_meg_small, _ = _run_self("megatron", f"--sample={small}", f"--prefix={tmp / 'meg1' / 'out'}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    if raw["tokens"] + manifest["documents"] != tokens:  # raw counts ids without the EOD cptkit appends
+        print(
+            f"warning: raw counted {raw['tokens']} tokens, cptkit {tokens} - {manifest['documents']} EOD",
+            file=sys.stderr,
+        )
+    rate_raw = raw["tokens"] / raw["seconds"]
+    rate_cpt = tokens / t_cpt
+    rate_meg = tokens / t_meg
+    rows = [
+        ("raw encode_batch (ceiling, in memory)", f"{rate_raw:,.0f}", "-", "-"),
+        (
+            f"cptkit tokenize --workers {WORKERS} (end to end)",
+            f"{rate_cpt:,.0f}",
+            f"{t_cpt:.1f}",
+            f"{rss_cpt / 2**20:,.0f}",
+        ),
+        (
+            f"Megatron-LM style Pool({WORKERS}).imap + builder",
+            f"{rate_meg:,.0f}",
+            f"{t_meg:.1f}",
+            f"{rss_meg / 2**20:,.0f}",
+        ),
+    ]
+    print(f"\n{tokens:,} tokens, {manifest['documents']:,} documents ({args.scale}x sample)")
+    print(f"{'':48}{'tokens/s':>12}{'seconds':>10}{'peak RSS MiB':>14}")
+    for name, rate, sec, rss in rows:
+        print(f"{name:48}{rate:>12}{sec:>10}{rss:>14}")
+    print()
+    ratios = [
+        ("cptkit / raw tokenizer", rate_cpt / rate_raw, ">= 0.85"),
+        ("cptkit / Megatron-LM style", rate_cpt / rate_meg, ">= 2.0"),
+        (f"cptkit peak RSS {args.scale}x / 1x", rss_cpt / rss_cpt_small, "~1.0 (flat)"),
+        (f"Megatron-LM style peak RSS {args.scale}x / 1x", rss_meg / rss_meg_small, "(for comparison)"),
+    ]
+    for name, value, target in ratios:
+        print(f"{name:48}{value:>8.2f}   target {target}")
+    print(f"cptkit peak RSS: {rss_cpt_small / 2**20:,.0f} MiB at 1x, {rss_cpt / 2**20:,.0f} MiB at {args.scale}x")
+    print(f"cptkit .bin/.idx byte-identical to the Megatron-LM-style output: {'yes' if identical else 'NO'}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main(sys.argv[1:]))
