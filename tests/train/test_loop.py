@@ -212,7 +212,12 @@ def test_start_from_converted_hf_model_gives_the_hf_loss(baseline, tiny_data, tm
     hf_dir = make_hf_llama(tmp_path / "hf")
     convert_hf_to_mcore(hf_dir, tmp_path / "mcore", log=lambda *_: None)
     recipe = write_recipe(tmp_path / "ft.yaml", tiny_data["mixture"], tmp_path / "run")
-    overrides = [f"model.init_checkpoint={tmp_path / 'mcore'}", "training.train_iters=4", "eval.interval_iters=null"]
+    overrides = [
+        f"model.init_checkpoint={tmp_path / 'mcore'}",
+        "training.train_iters=4",
+        "eval.interval_iters=null",
+        "logging.wandb_project=cptkit-test",  # offline: no network needed
+    ]
     rc, out, err = cptkit_train(recipe, *overrides)
     assert rc == 0, err[-3000:]
     assert "loaded initial weights" in out
@@ -234,5 +239,6 @@ def test_start_from_converted_hf_model_gives_the_hf_loss(baseline, tiny_data, tm
     assert abs(first - hf_loss) < 1e-4, (first, hf_loss)
     # Not blind: a randomly initialised model's first loss (the baseline run) is far from the HF model's.
     assert abs(losses(baseline["run"])[1]["lm_loss"] - hf_loss) > 0.05
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     saved = tmp_path / "run" / "checkpoints" / "iter_0000004"
     assert (saved / "hf_assets").is_dir() and (saved / "cptkit_model.json").is_file()

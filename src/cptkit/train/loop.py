@@ -271,6 +271,8 @@ def _run(recipe, prepared: dict, info) -> int:
         else:
             nonfinite_streak += 1
             grad_norm = float("nan")
+            if recipe.optimizer.overlap_param_gather:  # the next forward waits on a gather only step() starts
+                nonfinite_streak = 5
         state.scheduler.step(increment=gbs)
         iteration += 1
         consumed += gbs
@@ -287,7 +289,10 @@ def _run(recipe, prepared: dict, info) -> int:
         logger.train_step(iteration, values, log=iteration % recipe.logging.interval_iters == 0)
         if nonfinite_streak >= 5:
             save(iteration)  # the weights are still the last good ones: steps were skipped
-            raise RuntimeError(f"loss was non-finite for 5 iterations in a row (iteration {iteration}); lower the LR")
+            raise RuntimeError(
+                f"non-finite loss at iteration {iteration} ({nonfinite_streak} in a row); saved the last good weights "
+                "there: lower the LR or resume from an earlier checkpoint"
+            )
         if recipe.eval.interval_iters and iteration % recipe.eval.interval_iters == 0:
             validate(iteration)
         interval = recipe.checkpoint.interval_iters
