@@ -192,3 +192,11 @@ def test_flops_match_6n_plus_attention():
     assert 1.1 < ratio < 1.3  # attention scores at 8k context add ~20% on an 8B model
     short = flops_per_iteration(shape, 1, 128) / (6 * n * 128)
     assert 0.95 < short < 1.02
+
+
+def test_every_recipe_field_is_documented():
+    from cptkit.train.schema import known_keys
+
+    doc = (REPO / "docs" / "recipe.md").read_text()
+    missing = sorted(k for k in known_keys() if f"`{k}`" not in doc)
+    assert not missing, missing

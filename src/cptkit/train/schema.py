@@ -118,9 +118,9 @@ class OptimizerSection(_Section):
     lr: float = Field(..., gt=0, description="Peak learning rate, reached at the end of warmup.")
     min_lr: float = Field(0.0, ge=0, description="Learning rate at the end of the decay.")
     weight_decay: float = Field(0.1, ge=0, description="Decoupled (AdamW) weight decay; not applied to norms/biases.")
-    adam_beta1: float = Field(0.9, gt=0, lt=1)
-    adam_beta2: float = Field(0.95, gt=0, lt=1)
-    adam_eps: float = Field(1e-8, gt=0)
+    adam_beta1: float = Field(0.9, gt=0, lt=1, description="Adam β1 (first-moment decay).")
+    adam_beta2: float = Field(0.95, gt=0, lt=1, description="Adam β2 (second-moment decay).")
+    adam_eps: float = Field(1e-8, gt=0, description="Adam ε.")
     clip_grad: float = Field(1.0, ge=0, description="Global gradient-norm clip; 0 = off.")
     use_distributed_optimizer: bool = Field(
         True, description="Shard optimizer state over data-parallel ranks (ZeRO-1). Needs CUDA; CPU runs set false."
@@ -138,7 +138,9 @@ class OptimizerSection(_Section):
 
 
 class ScheduleSection(_Section):
-    lr_decay_style: Literal["cosine", "linear", "constant", "inverse-square-root", "WSD"] = "cosine"
+    lr_decay_style: Literal["cosine", "linear", "constant", "inverse-square-root", "WSD"] = Field(
+        "cosine", description="Shape of the decay from lr to min_lr after warmup (megatron-core's styles)."
+    )
     lr_warmup_iters: int | None = Field(None, ge=0, description="Linear warmup from lr_warmup_init, in iterations.")
     lr_warmup_tokens: int | None = Field(None, description="Warmup as a token count ('8B'); or lr_warmup_iters.")
     lr_warmup_init: float = Field(0.0, ge=0, description="Learning rate at iteration 0.")
@@ -146,7 +148,9 @@ class ScheduleSection(_Section):
         None, description="Iterations over which the LR decays to min_lr, warmup included (default: all iterations)."
     )
     lr_wsd_decay_iters: PositiveInt | None = Field(None, description="WSD only: length of the final decay, iterations.")
-    lr_wsd_decay_style: Literal["linear", "cosine", "exponential", "minus_sqrt"] = "linear"
+    lr_wsd_decay_style: Literal["linear", "cosine", "exponential", "minus_sqrt"] = Field(
+        "linear", description="WSD only: shape of the final decay."
+    )
     override_on_resume: bool = Field(
         False, description="On resume, use this schedule even if it differs from the checkpoint's (else an error)."
     )
@@ -167,9 +171,9 @@ class ScheduleSection(_Section):
 
 class ParallelSection(_Section):
     num_gpus: PositiveInt = Field(..., description="World size the recipe is planned for (one process per GPU).")
-    tensor_model_parallel_size: PositiveInt = 1
-    pipeline_model_parallel_size: PositiveInt = 1
-    context_parallel_size: PositiveInt = 1
+    tensor_model_parallel_size: PositiveInt = Field(1, description="TP: GPUs sharing each layer's matrices.")
+    pipeline_model_parallel_size: PositiveInt = Field(1, description="PP: pipeline stages (layers split in order).")
+    context_parallel_size: PositiveInt = Field(1, description="CP: GPUs sharing each sequence (long context).")
     sequence_parallel: bool = Field(False, description="Shard norms/dropout activations along the sequence (TP > 1).")
 
 
@@ -193,7 +197,7 @@ class LoggingSection(_Section):
     interval_iters: PositiveInt = Field(1, description="Log (console, metrics.jsonl, TensorBoard, wandb) every N.")
     tensorboard: bool = Field(True, description="Write TensorBoard events to RUN_DIR/tensorboard.")
     wandb_project: str | None = Field(None, description="wandb project; null = no wandb.")
-    wandb_entity: str | None = None
+    wandb_entity: str | None = Field(None, description="wandb team or user; null = your default.")
     wandb_mode: Literal["offline", "online"] = Field("offline", description="offline needs no network.")
     peak_tflops_per_gpu: float = Field(
         989.0, gt=0, description="Dense bf16 peak for MFU (H100 SXM 989, H200 989, A100 312)."
@@ -206,7 +210,7 @@ class LoggingSection(_Section):
 class Recipe(_Section):
     inherit: str | None = Field(None, description="Base recipe file, relative to this recipe's directory.")
     name: str = Field(..., min_length=1, description="Run name; also ${name} in paths.")
-    description: str = ""
+    description: str = Field("", description="Free text: what this run or ablation is.")
     run_dir: str = Field("runs/${name}", description="Run directory (checkpoints, logs); ${VAR} expanded.")
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection
