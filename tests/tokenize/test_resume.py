@@ -183,3 +183,30 @@ def test_scale_out_shards_then_merge(inputs, reference, tmp_path, llama3_tokeniz
     assert (b, i) == reference[:2] and _same_manifest(m, reference[2])
     r = tokenize(*common, "--shard-index", "3", "--num-shards", "3")
     assert r.returncode == 2 and "--shard-index" in r.stderr
+
+
+def test_array_tasks_started_at_once_then_merge(inputs, reference, tmp_path, llama3_tokenizer):
+    """Array tasks start at the same moment on a shared file system: none may discard another's fresh shards."""
+    out = tmp_path / "arr"
+    common = [sys.executable, "-m", "cptkit.cli", "tokenize", *_inputs_args(inputs), "--output-prefix", str(out),
+              "--tokenizer", str(llama3_tokenizer), "--workers", "1", "--chunk-bytes", "30000"]  # fmt: skip
+    procs = [
+        subprocess.Popen([*common, "--shard-index", str(i), "--num-shards", "2"], stderr=subprocess.PIPE)
+        for i in (0, 1)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+    r = subprocess.run([*common, "--merge"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert read_prefix(out)[:2] == reference[:2]
+
+
+def test_progress_bar_and_summary(inputs, tmp_path, llama3_tokenizer):
+    r = tokenize(*_inputs_args(inputs), "--output-prefix", str(tmp_path / "p"), "--tokenizer", str(llama3_tokenizer),
+                 "--workers", "1", "--chunk-bytes", "100000", "--progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    bar = r.stderr.replace("\r", "\n").splitlines()
+    last = [line for line in bar if " docs, " in line][-1]
+    assert "100%" in last and "1,200 docs" in last and " tokens/s" in last and "<00:00" in last  # ETA by input bytes
+    header, _, row = r.stdout.splitlines()[:3]
+    assert header.split() == ["source", "status", "documents", "skipped", "tokens", "input", "seconds", "tokens/s"]
+    assert row.split()[:4] == ["p", "tokenized", "1,200", "0"]

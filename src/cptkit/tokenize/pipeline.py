@@ -208,8 +208,13 @@ class Runner:
                 file=job.where,
                 field=job.name,
             )
-        if state in ("new", "stale"):
-            shutil.rmtree(wdir, ignore_errors=True)
+        plan = wdir / "plan.json"
+        old_fp = _read_json(plan).get("fingerprint") if plan.is_file() else None
+        if old_fp != fp:
+            # Only a plan with another fingerprint is discarded: array tasks of a scale-out start at the same moment
+            # and must not delete each other's fresh shards, and an interrupted --overwrite run resumes too.
+            if old_fp is not None:
+                shutil.rmtree(wdir, ignore_errors=True)
             (wdir / "chunks").mkdir(parents=True, exist_ok=True)
             (wdir / "files").mkdir(exist_ok=True)
             write_json(
@@ -249,7 +254,7 @@ class Runner:
             bar.update(max(0, raw_end - done_bytes))
             done_bytes = max(done_bytes, raw_end)
             rate = result.tokens / max(1e-9, time.monotonic() - started)
-            bar.set_postfix(docs=result.documents, tok_s=f"{rate:,.0f}", refresh=False)
+            bar.set_postfix_str(f"{result.documents:,} docs, {rate:,.0f} tokens/s", refresh=False)
 
         try:
             base = 0
