@@ -64,6 +64,7 @@ class Plan:
     flops_per_iteration: float
     memory: MemoryEstimate
     notes: list[str] = field(default_factory=list)
+    mixture_summary: str = ""
 
     @property
     def warmup_tokens(self) -> int:
@@ -78,7 +79,7 @@ class Plan:
             f"model             {_describe_model(self.model)}  [{self.model_source}]",
             f"parameters        {_human(self.parameters)}",
             f"initial weights   {r.model.init_checkpoint or 'random initialisation'}",
-            f"mixture           {r.data.mixture}  (split {r.data.split})",
+            f"mixture           {r.data.mixture}  (split {r.data.split}){self.mixture_summary}",
             f"world size        {self.world_size} GPUs = TP {p.tensor_model_parallel_size} x PP "
             f"{p.pipeline_model_parallel_size} x CP {p.context_parallel_size} x DP {self.data_parallel_size}"
             f"{'  (sequence parallel)' if p.sequence_parallel else ''}",
@@ -223,6 +224,7 @@ def make_plan(recipe: Recipe, world_size: int | None = None) -> Plan:
         )
     if s.lr_decay_iters and s.lr_decay_iters < iters:
         notes.append(f"LR reaches min_lr at iteration {s.lr_decay_iters} and stays there for the rest")
+    mixture_summary = _mixture_summary(r, iters * tokens_per_iter, notes)
     params = count_parameters(shape)
     return Plan(
         recipe=r,
@@ -240,7 +242,33 @@ def make_plan(recipe: Recipe, world_size: int | None = None) -> Plan:
         flops_per_iteration=flops_per_iteration(shape, t.global_batch_size, t.seq_length),
         memory=estimate_memory(r, shape, dp, accum),
         notes=notes,
+        mixture_summary=mixture_summary,
     )
+
+
+def _mixture_summary(recipe: Recipe, train_tokens: int, notes: list[str]) -> str:
+    """Name and token target of the mixture file, read without resolving it (its data may live elsewhere)."""
+    import yaml
+
+    from cptkit.util.units import parse_tokens
+
+    path = Path(recipe.data.mixture)
+    if not path.is_file():
+        notes.append(f"mixture file {path} does not exist here; `cptkit train` resolves it and fails without it")
+        return ""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        target = parse_tokens(raw["total_tokens"]) if raw.get("total_tokens") is not None else None
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError) as e:
+        raise UserError(f"cannot read the mixture: {' '.join(str(e).split())}", file=str(path)) from None
+    if target is None:
+        return f"  [{raw.get('name', '?')}]"
+    if abs(target - train_tokens) > 0.1 * train_tokens:
+        notes.append(
+            f"the mixture targets {format_tokens(target)} tokens but the run trains {format_tokens(train_tokens)}: "
+            "Megatron normalises the weights, so every source is scaled by the same factor"
+        )
+    return f"  [{raw.get('name', '?')}: {format_tokens(target)} tokens]"
 
 
 def _human(n: float) -> str:
