@@ -47,3 +47,27 @@ def test_missing_data_is_one_line_error_naming_the_file(preferring_llama, tmp_pa
     assert len(err.splitlines()) == 1
     assert f"{tmp_path / 'empty'}/xwinograd/en/test.jsonl" in err
     assert "fetch-data" in err
+
+
+def test_squad2_on_local_files_scored_offline(preferring_llama, tmp_path):
+    """lm-eval's SQuAD2 task reads the rendered data and is scored without the hub's `squad_v2` metric."""
+    greedy = "yes yes yes yes"  # the hand-set model's answer: " yes" until max_gen_toks (4)
+    rows = [
+        {"id": str(i), "title": "T", "context": "Some context.", "question": f"Q{i}?",
+         "answers": {"text": [greedy if i < 3 else "no"], "answer_start": [0]}}
+        for i in range(4)
+    ]  # fmt: skip
+    root = tmp_path / "data"
+    (root / "squad_v2").mkdir(parents=True)
+    (root / "squad_v2" / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\ntasks:\n  - {column: SQuAD2.0, template: squadv2, shots: 1, metric: 'exact,none',"
+        " overrides: {generation_kwargs: {max_gen_toks: 4}}}\n"
+    )
+    out = tmp_path / "r.json"
+    argv = ["eval", str(preferring_llama), "--suite", str(suite), "--data-root", str(root), "--device", "cpu"]
+    assert main([*argv, "--output", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["scores"] == {"SQuAD2.0": 0.75}
+    assert doc["tasks"]["SQuAD2.0"]["results"]["cptkit_squadv2"]["f1,none"] == pytest.approx(0.75)
