@@ -57,3 +57,46 @@ def wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, timeout: float = 
 
 def preempt(proc: subprocess.Popen, sig: int = signal.SIGUSR1) -> None:
     proc.send_signal(sig)
+
+
+def write_tiny_training(root: Path, run_dir: Path, train_iters: int = 30) -> Path:
+    """Tiny tokenized data (megatron-core's IndexedDatasetBuilder), a mixture over it, and a recipe for the real
+    trainer: recipes/tiny_cpu.yaml with a 512-token vocabulary. Returns the recipe path."""
+    import numpy as np
+    import torch
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    vocab = 512
+    root.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for seed, name in enumerate(("code", "text"), start=1):
+        prefix = root / f"{name}_text_document"
+        if not prefix.with_suffix(".idx").exists():
+            rng = np.random.default_rng(seed)
+            builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+            for _ in range(120):
+                doc = rng.integers(1, vocab - 1, size=int(rng.integers(75, 300)))
+                builder.add_document(torch.from_numpy(doc), [len(doc)])
+            builder.finalize(f"{prefix}.idx")
+        sources.append(f"  - name: {name}\n    tokens: {'16k' if name == 'code' else '84k'}\n    prefix: {prefix}")
+    mixture = root / "mix.yaml"
+    mixture.write_text("name: launchmix\ntokenizer: llama3\nsources:\n" + "\n".join(sources) + "\n")
+    recipe = root / f"{run_dir.name}.yaml"
+    recipe.write_text(
+        f"inherit: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\nname: {run_dir.name}\nrun_dir: {run_dir}\n"
+        "model:\n  config:\n    architecture: llama\n    num_layers: 2\n    hidden_size: 64\n    ffn_hidden_size: 176\n"
+        "    num_attention_heads: 4\n    num_query_groups: 2\n    kv_channels: 16\n"
+        f"    vocab_size: {vocab}\n    padded_vocab_size: {vocab}\n    max_position_embeddings: 256\n"
+        "    rotary_base: 500000\n    norm_epsilon: 1.0e-5\n"
+        f"data:\n  mixture: {mixture}\ntraining:\n  train_iters: {train_iters}\nlogging:\n  tensorboard: false\n"
+    )
+    return recipe
+
+
+def last_loss(run_dir: Path) -> float:
+    """The loss of the run's last iteration (a resumed run appends the iterations it repeats; the last record wins)."""
+    records = {}
+    for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        records[rec["iteration"]] = rec
+    return records[max(records)]["loss"]

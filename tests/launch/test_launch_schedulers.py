@@ -1,11 +1,11 @@
 """On a real SLURM and a real Grid Engine on localhost (`.ci/schedulers/run-scheduler-tests` starts them):
-submit a training chain, pre-empt it mid-run with a signal, let the scheduler resume it, and check it ends on the
-same final loss as an uninterrupted run.
+submit a training run, pre-empt it mid-run with a signal, let the scheduler resume it (SLURM: requeue; Grid Engine:
+the next job of a `-hold_jid` chain), and check it ends on the same final loss as an uninterrupted run.
 
     sudo bash .ci/schedulers/run-scheduler-tests      # installs, starts, runs these, stops
 
-The trainer is the stand-in `fake_cptkit.py` (same save-on-signal / resume / COMPLETED contract) and, once the real
-trainer is installed (`cptkit.train.loop`), also `cptkit train recipes/tiny_cpu.yaml`.
+Each runs twice: with the stand-in trainer `fake_cptkit.py` (same save-on-signal / resume / COMPLETED contract,
+seconds) and with the real `cptkit train` on the tiny CPU recipe (2 ranks, gloo).
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
-from jobscript_util import FAKE, uninterrupted_loss, write_recipe
+from jobscript_util import FAKE, last_loss, uninterrupted_loss, write_recipe, write_tiny_training
 from launchtest_util import ROOT
 
 pytestmark = pytest.mark.scheduler
 VENV = Path(sys.executable).parent.parent
-TIMEOUT = 240  # seconds for one whole chain on a busy 2-core machine
+TIMEOUT = 300  # seconds for one whole run on a busy 2-core machine
+REAL_ITERS = 20
+HAVE_SLURM = shutil.which("sbatch") is not None
+HAVE_SGE = shutil.which("qsub") is not None and shutil.which("qconf") is not None
 
 
 def sh(*cmd: str, check: bool = True) -> str:
@@ -34,91 +37,123 @@ def sh(*cmd: str, check: bool = True) -> str:
     return r.stdout
 
 
-def launch(recipe: Path, profile: str, env: dict, *extra: str) -> list[dict]:
-    cmd = [str(VENV / "bin" / "cptkit"), "launch", str(recipe), "parallel.num_gpus=2", "--cluster",
-           str(ROOT / "launch" / profile), *extra, "--submit"]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
-    assert r.returncode == 0, r.stderr
-    return r
+def job_log(run: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in sorted((run / "logs" / "jobs").glob("*")))
 
 
-def jobs_of(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "jobs.jsonl").read_text().splitlines()]
-
-
-def wait_for(predicate, what: str, logs: Path, timeout: float = TIMEOUT) -> None:
+def wait_for(predicate, what: str, run: Path, timeout: float = TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            text = "\n".join(p.read_text(errors="replace") for p in sorted(logs.glob("*")) if p.is_file())
-            raise AssertionError(f"timed out waiting for {what}; job logs:\n{text}")
+            raise AssertionError(f"timed out waiting for {what}; job logs:\n{job_log(run)[-6000:]}")
         time.sleep(0.5)
 
 
-def first_checkpoint(run: Path):
-    return lambda: (run / "checkpoints" / "latest_checkpointed_iteration.txt").exists()
+class Trainer:
+    """What a test run trains with: the stand-in (fast) or the real `cptkit train`."""
+
+    def __init__(self, kind: str, tmp_path: Path, real_data: Path | None = None):
+        self.kind, self.tmp, self.run = kind, tmp_path, tmp_path / "run"
+        env = {**os.environ, "CPTKIT_VENV": str(VENV), "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
+        if kind == "stand-in":
+            self.recipe = write_recipe(tmp_path, self.run, train_iters=60)
+            # Grid Engine passes no environment on: the job gets everything from the profile and this command.
+            env["CPTKIT_BIN"] = f"env FAKE_SECONDS_PER_ITER=0.2 {sys.executable} {FAKE}"
+        else:
+            self.recipe = write_tiny_training(real_data, self.run, train_iters=REAL_ITERS)
+            env.pop("CPTKIT_BIN", None)  # the venv's `cptkit`
+        self.overrides = ["parallel.num_gpus=2"]
+        if kind == "real":
+            self.overrides += ["checkpoint.interval_iters=5", "eval.interval_iters=null"]
+        self.env = env
+
+    def launch(self, profile: str, *extra: str) -> list[dict]:
+        cmd = [str(VENV / "bin" / "cptkit"), "launch", str(self.recipe), *self.overrides, "--cluster",
+               str(ROOT / "launch" / profile), *extra, "--submit"]  # fmt: skip
+        r = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=120, check=False)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line) for line in (self.run / "jobs.jsonl").read_text().splitlines()]
+
+    def first_checkpoint(self) -> bool:
+        return (self.run / "checkpoints" / "latest_checkpointed_iteration.txt").exists()
+
+    def saved_on_signal(self) -> int:
+        return int((self.run / "checkpoints" / "latest_checkpointed_iteration.txt").read_text())
+
+    def final_loss(self) -> float:
+        if self.kind == "stand-in":
+            return json.loads((self.run / "COMPLETED").read_text())["loss"]
+        return last_loss(self.run)
+
+    def reference_loss(self, reference: Path | None) -> float:
+        if self.kind == "stand-in":
+            return uninterrupted_loss(self.tmp, train_iters=60)
+        return last_loss(reference)
 
 
-def env_for(tmp_path: Path, seconds_per_iter: str) -> dict:
-    # Grid Engine does not pass the submitting environment on; everything the job needs is in the profile.
-    bin_ = f"env FAKE_SECONDS_PER_ITER={seconds_per_iter} {sys.executable} {FAKE}"
-    return {**os.environ, "CPTKIT_VENV": str(VENV), "CPTKIT_BIN": bin_, "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}"}
+@pytest.fixture(scope="module")
+def real_reference(tmp_path_factory):
+    """The real trainer's uninterrupted run: torchrun, 2 ranks (what the jobs run, minus the scheduler)."""
+    root = tmp_path_factory.mktemp("real")
+    recipe = write_tiny_training(root / "data", root / "reference", train_iters=REAL_ITERS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(VENV / "bin" / "torchrun"), "--standalone", "--nproc-per-node=2", "--no-python",
+           str(VENV / "bin" / "cptkit"), "train", str(recipe), "parallel.num_gpus=2", "checkpoint.interval_iters=5",
+           "eval.interval_iters=null"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {"data": root / "data", "run": root / "reference"}
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (see .ci/schedulers)")
-def test_slurm_preempted_job_requeues_and_finishes_with_same_loss(tmp_path):
-    run = tmp_path / "run"
-    recipe = write_recipe(tmp_path, run, train_iters=60)
-    launch(recipe, "test-slurm.yaml", env_for(tmp_path, "0.2"))
-    (job,) = jobs_of(run)
-    wait_for(first_checkpoint(run), "the first checkpoint", run / "logs" / "jobs")
-    # Pre-emption as SLURM does it before the time limit (--signal=B:USR1@N): USR1 to the batch shell.
+def make_trainer(kind: str, tmp_path: Path, request) -> tuple[Trainer, Path | None]:
+    if kind == "stand-in":
+        return Trainer(kind, tmp_path), None
+    ref = request.getfixturevalue("real_reference")
+    return Trainer(kind, tmp_path, ref["data"]), ref["run"]
+
+
+@pytest.mark.skipif(not HAVE_SLURM, reason="no SLURM here (see .ci/schedulers)")
+@pytest.mark.parametrize("kind", ["stand-in", "real"])
+def test_slurm_preempted_job_requeues_and_finishes_with_same_loss(kind, tmp_path, request):
+    t, reference = make_trainer(kind, tmp_path, request)
+    (job,) = t.launch("test-slurm.yaml")
+    wait_for(t.first_checkpoint, "the first checkpoint", t.run)
+    # SLURM's warning before the time limit (--signal=B:USR1@N): USR1 to the batch shell.
     sh("scancel", "--signal=USR1", "--batch", job["job_id"])
-    wait_for(lambda: "requeueing job" in "".join(p.read_text() for p in (run / "logs" / "jobs").glob("*")),
-             "the requeue", run / "logs" / "jobs")  # fmt: skip
-    # SLURM holds a requeued job for ~2 minutes (BeginTime); release it at once to keep CI short.
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        info = sh("scontrol", "show", "job", job["job_id"], check=False)
-        if "Restarts=0" not in info and "JobState=PENDING" not in info:
-            break  # requeued and started again (or already finished)
-        if "JobState=PENDING" in info:
-            sh("scontrol", "update", f"JobId={job['job_id']}", "StartTime=now", check=False)
-        time.sleep(0.5)
-    wait_for(lambda: (run / "COMPLETED").exists(), "COMPLETED", run / "logs" / "jobs")
-    log = "".join(p.read_text() for p in (run / "logs" / "jobs").glob("*"))
-    saved = int(log.split("saved iteration ")[1].split()[0])
-    assert 0 < saved < 60, log  # really pre-empted mid-run
-    assert f"resuming from iteration {saved}" in log
-    env0 = json.loads((run / "env" / "rank-1.json").read_text())
-    assert env0["RANK"] == "1" and env0["WORLD_SIZE"] == "2" and env0["MASTER_PORT"] == "29511"
-    assert json.loads((run / "COMPLETED").read_text())["loss"] == uninterrupted_loss(tmp_path, train_iters=60)
+    wait_for(lambda: "requeueing job" in job_log(t.run), "the requeue", t.run)
+    # The requeued job starts again by itself (slurm-up sets cred_expire=10 s, the hold before a requeued job).
+    wait_for(lambda: (t.run / "COMPLETED").exists(), "COMPLETED", t.run)
+    log = job_log(t.run)
+    assert "got SIGUSR1" in log and log.count(f"job {job['job_id']} on") == 2, log
+    resumed_from = int(log.split("resuming from iteration ")[2].split()[0])
+    assert 0 < resumed_from < (60 if kind == "stand-in" else REAL_ITERS), log  # really pre-empted mid-run
+    if kind == "stand-in":
+        env1 = json.loads((t.run / "env" / "rank-1.json").read_text())
+        assert env1["RANK"] == "1" and env1["WORLD_SIZE"] == "2" and env1["MASTER_PORT"] == "29511"
+    assert t.final_loss() == t.reference_loss(reference)
 
 
-@pytest.mark.skipif(shutil.which("qsub") is None or shutil.which("qconf") is None, reason="no Grid Engine here")
-def test_sge_preempted_chain_resumes_and_finishes_with_same_loss(tmp_path):
-    run = tmp_path / "run"
-    recipe = write_recipe(tmp_path, run, train_iters=60)
-    launch(recipe, "test-sge.yaml", env_for(tmp_path, "0.2"), "--chain", "3")
-    jobs = jobs_of(run)
+@pytest.mark.skipif(not HAVE_SGE, reason="no Grid Engine here (see .ci/schedulers)")
+@pytest.mark.parametrize("kind", ["stand-in", "real"])
+def test_sge_preempted_chain_resumes_and_finishes_with_same_loss(kind, tmp_path, request):
+    t, reference = make_trainer(kind, tmp_path, request)
+    jobs = t.launch("test-sge.yaml", "--chain", "3")
     assert [j["depends_on"] for j in jobs] == [None, jobs[0]["job_id"], jobs[1]["job_id"]]
-    wait_for(first_checkpoint(run), "the first checkpoint", run / "logs" / "jobs")
+    wait_for(t.first_checkpoint, "the first checkpoint", t.run)
     # What Grid Engine's s_rt / -notify (and cptkit's own walltime watchdog) do: SIGUSR1 to the job's shell.
     pids = sh("pgrep", "-f", f"job_scripts/{jobs[0]['job_id']}$").split()
     assert pids, "job script process not found"
     for pid in pids:
         os.kill(int(pid), 10)
-    wait_for(lambda: (run / "COMPLETED").exists(), "COMPLETED", run / "logs" / "jobs")
-    wait_for(lambda: len(list((run / "logs" / "jobs").glob("*"))) == 3 and "nothing to do" in _log(run),
-             "the rest of the chain", run / "logs" / "jobs")  # fmt: skip
-    log = _log(run)
-    saved = int(log.split("saved iteration ")[1].split()[0])
-    assert 0 < saved < 60, log
-    assert f"resuming from iteration {saved}" in log and "COMPLETED exists; nothing to do" in log
-    env1 = json.loads((run / "env" / "rank-1.json").read_text())
-    assert env1["RANK"] == "1" and env1["WORLD_SIZE"] == "2"
-    assert json.loads((run / "COMPLETED").read_text())["loss"] == uninterrupted_loss(tmp_path, train_iters=60)
-
-
-def _log(run: Path) -> str:
-    return "".join(p.read_text(errors="replace") for p in sorted((run / "logs" / "jobs").glob("*")))
+    wait_for(lambda: (t.run / "COMPLETED").exists(), "COMPLETED", t.run)
+    wait_for(lambda: job_log(t.run).count("cptkit: job ") + job_log(t.run).count("nothing to do") >= 3,
+             "the rest of the chain", t.run)  # fmt: skip
+    wait_for(lambda: "COMPLETED exists; nothing to do" in job_log(t.run), "the last job of the chain", t.run)
+    log = job_log(t.run)
+    assert "got SIGUSR1" in log and "the next job of the chain resumes" in log, log
+    resumed_from = int(log.split("resuming from iteration ")[2].split()[0])
+    assert 0 < resumed_from < (60 if kind == "stand-in" else REAL_ITERS), log
+    if kind == "stand-in":
+        env1 = json.loads((t.run / "env" / "rank-1.json").read_text())
+        assert env1["RANK"] == "1" and env1["WORLD_SIZE"] == "2"
+    assert t.final_loss() == t.reference_loss(reference)
