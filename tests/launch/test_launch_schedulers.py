@@ -157,3 +157,39 @@ def test_sge_preempted_chain_resumes_and_finishes_with_same_loss(kind, tmp_path,
         env1 = json.loads((t.run / "env" / "rank-1.json").read_text())
         assert env1["RANK"] == "1" and env1["WORLD_SIZE"] == "2"
     assert t.final_loss() == t.reference_loss(reference)
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        pytest.param("test-slurm.yaml", marks=pytest.mark.skipif(not HAVE_SLURM, reason="no SLURM here")),
+        pytest.param("test-sge.yaml", marks=pytest.mark.skipif(not HAVE_SGE, reason="no Grid Engine here")),
+    ],
+)
+def test_tokenize_array_job_then_merge(profile, tmp_path):
+    """One array task per shard with the scheduler's index mapped to --shard-index 0..N-1, then the merge job."""
+    record = tmp_path / "calls.jsonl"
+    env = {
+        **os.environ,
+        "CPTKIT_VENV": str(VENV),
+        "CPTKIT_BIN": f"env FAKE_CPTKIT_LOG={record} {sys.executable} {FAKE}",
+    }
+    work = tmp_path / "tok"
+    cmd = [str(VENV / "bin" / "cptkit"), "launch", "--tokenize", "data_mix/demo.yaml", "--num-shards", "3",
+           "--cluster", str(ROOT / "launch" / profile), "--work-dir", str(work), "--submit"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+
+    def calls() -> list[list[str]]:
+        return [json.loads(line)["argv"] for line in record.read_text().splitlines()] if record.exists() else []
+
+    deadline = time.monotonic() + TIMEOUT
+    while len(calls()) < 4:
+        assert time.monotonic() < deadline, (
+            f"only {calls()}; logs: {[p.read_text() for p in (work / 'logs').glob('*')]}"
+        )
+        time.sleep(0.5)
+    got = calls()
+    shards = sorted(c[c.index("--shard-index") + 1] for c in got[:3])
+    assert shards == ["0", "1", "2"] and all(c[c.index("--num-shards") + 1] == "3" for c in got[:3])
+    assert got[3] == ["tokenize", "data_mix/demo.yaml", "--merge"]  # only after every shard
