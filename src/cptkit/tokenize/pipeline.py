@@ -160,7 +160,7 @@ class Runner:
                 dtype=self.dtype,
             )
             if self.workers == 1:  # no second process: reading is ~2% of the work
-                self._pool = _InProcess(wopts)
+                self._pool = _InProcess(wopts, self.tok)
             else:
                 # spawn, not fork: the parent may hold tokenizer thread pools, which fork can deadlock.
                 ctx = multiprocessing.get_context("spawn")
@@ -383,8 +383,8 @@ _EMPTY = {"written": 0, "skipped": {}, "tokens": 0}
 class _InProcess:
     """`--workers 1`: run chunks in this process, with the executor interface the runner uses."""
 
-    def __init__(self, wopts: WorkerOptions):
-        init_worker(wopts)
+    def __init__(self, wopts: WorkerOptions, tok: Tokenizer):
+        init_worker(wopts, tok)
 
     def submit(self, fn, *args) -> Future:
         fut: Future = Future()

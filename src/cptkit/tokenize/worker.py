@@ -44,14 +44,17 @@ class WorkerOptions:
 _state: dict = {}
 
 
-def init_worker(options: WorkerOptions) -> None:
-    """Pool initializer: one tokenizer per process, single-threaded (the pool is the parallelism)."""
+def init_worker(options: WorkerOptions, tokenizer=None) -> None:
+    """Pool initializer: one tokenizer per process, single-threaded (the pool is the parallelism).
+
+    `tokenizer`: an already loaded one, when the worker runs inside the main process (`--workers 1`).
+    """
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ.setdefault("RAYON_NUM_THREADS", "1")
     from cptkit.tokenize.tokenizers import load_tokenizer
 
     _state["options"] = options
-    _state["tokenizer"] = load_tokenizer(
+    _state["tokenizer"] = tokenizer or load_tokenizer(
         options.tokenizer, split_special_tokens=options.split_special_tokens, eod_token=options.eod_token
     )
 
