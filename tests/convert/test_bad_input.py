@@ -157,7 +157,7 @@ def test_crash_mid_write_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
     monkeypatch.setattr(hf_to_mcore, "read_tensor", dying)
     with pytest.raises(OSError, match="disk on fire"):
         convert_hf_to_mcore(hf, tmp_path / "mc", log=quiet)
-    assert calls[0] == 10 and nothing_written(tmp_path / "mc")
+    assert calls[0] >= 10 and nothing_written(tmp_path / "mc")
 
     monkeypatch.undo()
     convert_hf_to_mcore(hf, tmp_path / "mc", log=quiet)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +59,25 @@ def lazy_chunks(model: HFModel, tp: int, dtype: torch.dtype) -> tuple[list[LazyC
     cfg, layers = model.cfg, model.cfg.num_layers
     out: list[LazyChunk] = []
     objects: dict[str, Any] = {}
+    w_kind = {id(model.tensors[n]): w.kind for w, layer in model.plan() for n in model.layer_names(w, layer)}
+    # Row-parallel chunks (linear_proj, linear_fc2) are column slices of the whole HF tensor; a small cache of whole
+    # tensors saves reading each one `tp` times (DCP's writer threads ask for a tensor's chunks close together).
+    cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+    lock = threading.Lock()
+
     for w, layer in model.plan():
         infos = [model.tensors[n] for n in model.layer_names(w, layer)]
 
         def read_rows(j: int, start: int, stop: int, infos=infos) -> torch.Tensor:
-            return read_tensor(infos[j], (start, stop)).to(dtype)
+            info = infos[j]
+            if not (start == 0 and stop == info.shape[0] and tp > 1 and w_kind[id(info)] == "row"):
+                return read_tensor(info, (start, stop)).to(dtype)
+            with lock:
+                if id(info) not in cache:
+                    cache[id(info)] = read_tensor(info).to(dtype)
+                    while len(cache) > 4:
+                        cache.popitem(last=False)
+                return cache[id(info)]
 
         shape = mcore_shape(w, cfg)
         stacked = layer is not None  # layer tensors get megatron's leading global-layer axis

@@ -7,7 +7,7 @@ weights-only checkpoint). Sharded objects (`..._extra_state`) are stored as byte
 
 Writing: `save_lazy` hands DCP a save plan built from chunk descriptions alone, and a planner whose `resolve_data`
 materialises each chunk only when the file writer asks for it (DCP's CPU writer resolves and writes one item at a
-time). Peak memory is the largest chunk, not the model.
+time). Peak memory is the largest chunk, not the model. The saved metadata is checked to cover every chunk.
 
 Reading: `CheckpointReader.read` asks DCP's resharding reader for any box of any tensor (e.g. one layer of a
 layer-stacked tensor), whatever TP/PP the checkpoint was saved with; only the saved chunks overlapping the box are
@@ -114,6 +114,8 @@ def save_lazy(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # One writer thread: torch's extra writer threads drop their exceptions (the save then "succeeds" with chunks
+    # missing), and the conversion is I/O-bound anyway.
     writer = FileSystemWriter(out_dir, single_file_per_rank=True, thread_count=1, sync_files=True)
     with warnings.catch_warnings():  # "torch.distributed is disabled ... single process": that is the intent
         warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
@@ -124,6 +126,10 @@ def save_lazy(
             if failures and isinstance(failures[0], tuple) and isinstance(failures[0][0], Exception):
                 raise failures[0][0] from None
             raise
+    md = FileSystemReader(out_dir).read_metadata()
+    missing = [c for c in chunks if MetadataIndex(c.key, torch.Size(c.offsets)) not in md.storage_data]
+    if missing:
+        raise RuntimeError(f"checkpoint save lost {len(missing)} chunk(s), e.g. {missing[0].key}@{missing[0].offsets}")
     torch.save({}, out_dir / "common.pt")
     (out_dir / "metadata.json").write_text(json.dumps(MCORE_CONFIG))
 

@@ -4,7 +4,8 @@ Input: a checkpoint directory, or a RUN_DIR (its `checkpoints/latest_checkpointe
 Output: `model-0000K-of-0000N.safetensors` (≤ 5 GB each) + `model.safetensors.index.json`, `config.json` (the base
 model's, with dtype set), `generation_config.json` and the tokenizer files from the checkpoint's `hf_assets/`.
 Vocabulary padding is removed; bf16 by default. Each layer's tensors are read (whatever chunks they were saved in),
-unfused, cast and appended to the shard being written, so memory holds about one layer. The folder is written under
+unfused, cast and appended to the shard being written while the next layer is read, so memory holds about two
+layers. The folder is written under
 a temporary sibling name and renamed when complete.
 
 On CPU:  cptkit convert mcore-to-hf runs/cpt-code16 ./release/cpt-code16-hf --iteration 5000
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -168,13 +170,19 @@ def convert_mcore_to_hf(
                 groups[-1].append(item)
             else:
                 groups.append([item])
-        for group in groups:
-            tensors = m.read(group)
-            for (w, layer), t in zip(group, tensors, strict=True):
-                names = [n.replace("{i}", str(layer)) for n in w.hf]
-                for name, part in zip(names, to_hf(w, t, cfg), strict=True):
-                    writer.write(name, part.to(dtype))
-            del tensors
+        # Read the next layer in a background thread while this one is unfused and written (file I/O releases the
+        # GIL): at most two layers in memory.
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(m.read, groups[0])
+            for k, group in enumerate(groups):
+                tensors = pending.result()
+                if k + 1 < len(groups):
+                    pending = pool.submit(m.read, groups[k + 1])
+                for (w, layer), t in zip(group, tensors, strict=True):
+                    names = [n.replace("{i}", str(layer)) for n in w.hf]
+                    for name, part in zip(names, to_hf(w, t, cfg), strict=True):
+                        writer.write(name, part.to(dtype))
+                del tensors
         writer.close()
         for p in sorted(assets.iterdir()):
             if p.is_file() and p.name != "config.json":

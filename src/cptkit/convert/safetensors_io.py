@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,9 +146,15 @@ class ShardedWriter:
         self._shard = -1
         self.total_bytes = sum(t.nbytes for t in plan)
 
-    def _open(self, k: int) -> None:
+    def _finish_file(self) -> None:
         if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())  # durable before the release directory is renamed into place
             self._file.close()
+            self._file = None
+
+    def _open(self, k: int) -> None:
+        self._finish_file()
         header: dict = {"__metadata__": {"format": "pt"}}
         offset = 0
         for t in self.shards[k]:
@@ -177,9 +184,7 @@ class ShardedWriter:
     def close(self) -> None:
         if self._next != len(self._order):
             raise AssertionError(f"{len(self._order) - self._next} planned tensors were not written")
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._finish_file()
         weight_map = {t.name: self.names[k] for k, t in self._order}
         index = {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}
         (self.out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
