@@ -117,18 +117,26 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _dry_run(path: Path, suites, root, args) -> int:
+    """Print the plan; every task whose data is missing is listed (not only the first), then exit 2."""
     import tempfile
 
-    from cptkit.eval import runner
     from cptkit.eval import targets as eval_targets
+    from cptkit.eval import tasks as eval_tasks
 
     print(f"data root: {root or '(none: only data shipped in packages)'}")
+    missing = []
     for suite in suites:
         print(f"suite {suite.name}: {suite.description}")
-        with tempfile.TemporaryDirectory() as work:
-            rendered = runner.render_suite(suite, Path(work), root)
         for t in suite.tasks:
-            r = rendered[t.column]
+            with tempfile.TemporaryDirectory() as work:
+                try:
+                    r = eval_tasks.render(
+                        eval_tasks.load_template(t.template), Path(work), root, shots=t.shots, overrides=t.overrides
+                    )
+                except UserError as e:
+                    missing.append(e)
+                    print(f"  {t.column:<14} MISSING {e.message}")
+                    continue
             n_files = sum(len(d["files"]) for per_task in r.data.values() for d in per_task)
             sources = sorted({d["source"] for per_task in r.data.values() for d in per_task})
             limit = f", limit {t.limit}" if t.limit else ""
@@ -142,6 +150,8 @@ def _dry_run(path: Path, suites, root, args) -> int:
             state = "done" if target.done and not args.force else "to do"
             how = "" if target.hf_dir else " (convert first)"
             print(f"  {state:<6} {target.name}{how} -> {target.output}")
+    if missing:
+        raise UserError(f"{len(missing)} task(s) have no data; first: {missing[0].message}", field="--data-root")
     return 0
 
 
