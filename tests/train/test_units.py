@@ -85,3 +85,24 @@ def test_throughput_and_mfu_arithmetic(tmp_path):
     assert rec["tokens_per_sec_per_gpu"] == pytest.approx(8 * 64 / per_iter / 2)
     assert rec["tflops_per_gpu"] == pytest.approx(4 / per_iter / 2)
     assert rec["mfu"] == pytest.approx(rec["tflops_per_gpu"] / 2)
+
+
+def test_split_that_starves_validation_is_refused_before_training(tiny_data):
+    """megatron-core would loop forever looking for validation epochs in a prefix whose split has no documents."""
+    from cptkit.errors import UserError
+    from cptkit.mix.resolve import resolve_file
+    from cptkit.train.data import check_split
+
+    blend = resolve_file(tiny_data["mixture"])
+    ok = load_recipe(REPO / "recipes/tiny_cpu.yaml", [f"data.mixture={tiny_data['mixture']}"])
+    check_split(ok, blend)  # 120 documents per prefix: 5% is 6 validation documents
+    starved = load_recipe(
+        REPO / "recipes/tiny_cpu.yaml", [f"data.mixture={tiny_data['mixture']}", "data.split=999,1,0"]
+    )
+    with pytest.raises(UserError, match=r"has 120 documents: split 999,1,0 gives validation none; give it a weight"):
+        check_split(starved, blend)
+    no_eval = load_recipe(
+        REPO / "recipes/tiny_cpu.yaml",
+        [f"data.mixture={tiny_data['mixture']}", "data.split=999,1,0", "eval.interval_iters=null"],
+    )
+    check_split(no_eval, blend)  # no validation asked for: fine

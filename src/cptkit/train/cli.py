@@ -62,6 +62,20 @@ def _train(args: argparse.Namespace) -> int:
         print("# plan")
         print(plan.render())
         return 0
+    _quiet_known_warnings()
     from cptkit.train.loop import train
 
     return train(recipe)
+
+
+def _quiet_known_warnings() -> None:
+    """megatron-core's import-time notices that say nothing about this run (no TE/apex on CPU, torch deprecations
+    inside dist_checkpointing) would bury the training log; anything else still shows."""
+    import warnings
+
+    for message in (
+        "Transformer Engine and Apex are not installed",
+        "`load_state_dict` is deprecated",
+        "Please use DTensor instead",
+    ):
+        warnings.filterwarnings("ignore", message=f".*{message}")

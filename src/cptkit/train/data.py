@@ -30,16 +30,44 @@ class _BlendTokenizer:
     @property
     def eod(self) -> int:
         # GPTDataset passes eod to its mask builder even when no option reads it; the schema requires a real id
-        # whenever one does (data.eod_token_id), so -1 (never a token) is only seen by code that ignores it.
-        return -1 if self._eod is None else self._eod
+        # whenever one does (data.eod_token_id), so -2 (never a token, and not megatron's pad id -1) is only seen
+        # by code that ignores it.
+        return -2 if self._eod is None else self._eod
 
     @property
     def pad(self) -> int:
-        raise NotImplementedError  # GPTDataset then uses its own pad id, which never occurs in the data
+        return -1  # megatron's own pad id: never in the data, so no token is masked as padding
 
     @property
     def unique_identifiers(self) -> dict[str, Any]:
         return {"class": "cptkit.train.data._BlendTokenizer", "vocab_size": self.vocab_size, "eod": self._eod}
+
+
+def check_split(recipe, blend) -> None:
+    """Every prefix must give the training split (and validation, when evaluating) at least one document.
+
+    megatron-core splits each prefix's documents by rounding the split's book-ends; a split that gets no documents
+    but is asked for samples makes GPTDataset search forever for enough epochs. Checked up front, with the fix.
+    """
+    from cptkit.mix.idx import read_idx
+
+    weights = [float(x) for x in recipe.data.split.split(",")]
+    total = sum(weights)
+    bounds = [sum(weights[:i]) / total for i in range(4)]
+    names = ("training", "validation")
+    for entry in blend.entries:
+        n = read_idx(entry.prefix).sequences
+        counts = [round(bounds[i + 1] * n) - round(bounds[i] * n) for i in range(2)]
+        for i, count in enumerate(counts):
+            if count == 0 and (i == 0 or recipe.eval.interval_iters):
+                need = 0.5 / n * total
+                raise UserError(
+                    f"prefix {entry.prefix} has {n} documents: split {recipe.data.split} gives {names[i]} none; "
+                    f"give it a weight of at least {need:.3g} (of {total:g})"
+                    + (" or set eval.interval_iters=null" if i == 1 else ""),
+                    file=recipe.file_of("data.split"),
+                    field="data.split",
+                )
 
 
 @dataclass

@@ -105,12 +105,14 @@ def train(recipe) -> int:
 
 def _prepare(recipe, world_size: int) -> dict:
     from cptkit.mix.resolve import resolve_file
+    from cptkit.train.data import check_split
     from cptkit.train.setup import check_cpu_settings, model_config_for
 
     plan = make_plan(recipe, world_size=world_size)
     check_cpu_settings(recipe)
     cfg = model_config_for(recipe)
     blend = resolve_file(recipe.data.mixture)
+    check_split(recipe, blend)
     ckpt_dir = Path(recipe.checkpoint_dir)
     latest = ckpt.read_latest(ckpt_dir)
     resume_dir = ckpt_dir / ckpt.iter_dir_name(latest) if latest is not None else None
