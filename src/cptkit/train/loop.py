@@ -168,6 +168,8 @@ def _run(recipe, prepared: dict, info) -> int:
         hf_assets = resume_dir / "hf_assets"
         if rank0:
             print(f"resumed from {resume_dir}: iteration {iteration}, {consumed:,} samples consumed", flush=True)
+            if not got["rng_restored"]:
+                print("note: the parallel layout changed since that checkpoint; RNG states start fresh", flush=True)
     elif recipe.model.init_checkpoint:
         ckpt.load_checkpoint(recipe.model.init_checkpoint, model=state.model)
         state.optimizer.reload_model_params()  # the fp32 master copy must start from the loaded weights
