@@ -80,16 +80,16 @@ def check_cpu_settings(recipe) -> None:
         )
 
 
-def build_train_state(recipe, cfg: ModelConfig, plan) -> TrainState:
-    """Model, DDP, optimizer and scheduler for this rank (after `initialize_model_parallel`)."""
-    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
-    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
-    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+def megatron_configs(recipe, cfg: ModelConfig):
+    """megatron-core's TransformerConfig, DistributedDataParallelConfig and OptimizerConfig for the recipe (their own
+    validation runs here; no process group or GPU needed, so CI builds them for every shipped recipe)."""
+    from megatron.core.distributed import DistributedDataParallelConfig
+    from megatron.core.optimizer import OptimizerConfig
     from megatron.core.transformer.enums import AttnBackend
 
-    from cptkit.model.build import build_gpt_model, transformer_config
+    from cptkit.model.build import transformer_config
 
-    t, o, p, s = recipe.training, recipe.optimizer, recipe.parallel, recipe.schedule
+    t, o, p = recipe.training, recipe.optimizer, recipe.parallel
     dtype = _DTYPES[t.precision]
     overrides: dict[str, Any] = {"fp16": t.precision == "fp16"}
     if t.attention_backend != "auto":
@@ -113,16 +113,12 @@ def build_train_state(recipe, cfg: ModelConfig, plan) -> TrainState:
         init_method_std=recipe.model.init_method_std,
         **overrides,
     )
-    model = build_gpt_model(cfg, tconfig, max_sequence_length=max(t.seq_length, cfg.max_position_embeddings))
-    if torch.cuda.is_available():
-        model.cuda(torch.cuda.current_device())
     ddp_config = DistributedDataParallelConfig(
         grad_reduce_in_fp32=t.grad_reduce_in_fp32,
         overlap_grad_reduce=o.overlap_grad_reduce,
         overlap_param_gather=o.overlap_param_gather,
         use_distributed_optimizer=o.use_distributed_optimizer,
     )
-    ddp = DistributedDataParallel(config=tconfig, ddp_config=ddp_config, module=model)
     opt_config = OptimizerConfig(
         optimizer="adam",
         lr=o.lr,
@@ -138,6 +134,23 @@ def build_train_state(recipe, cfg: ModelConfig, plan) -> TrainState:
         use_distributed_optimizer=o.use_distributed_optimizer,
         overlap_param_gather=o.overlap_param_gather,
     )
+    return tconfig, ddp_config, opt_config
+
+
+def build_train_state(recipe, cfg: ModelConfig, plan) -> TrainState:
+    """Model, DDP, optimizer and scheduler for this rank (after `initialize_model_parallel`)."""
+    from megatron.core.distributed import DistributedDataParallel, finalize_model_grads
+    from megatron.core.optimizer import get_megatron_optimizer
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+    from cptkit.model.build import build_gpt_model
+
+    t, o, s = recipe.training, recipe.optimizer, recipe.schedule
+    tconfig, ddp_config, opt_config = megatron_configs(recipe, cfg)
+    model = build_gpt_model(cfg, tconfig, max_sequence_length=max(t.seq_length, cfg.max_position_embeddings))
+    if torch.cuda.is_available():
+        model.cuda(torch.cuda.current_device())
+    ddp = DistributedDataParallel(config=tconfig, ddp_config=ddp_config, module=model)
     optimizer = get_megatron_optimizer(opt_config, [ddp])
     gbs = t.global_batch_size
     scheduler = OptimizerParamScheduler(
