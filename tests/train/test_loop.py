@@ -178,18 +178,19 @@ def _layout_run(rank, world, recipe, layout, init, run_dir):
     return train(r)
 
 
-def test_tp2_and_dp2_reproduce_tp1_losses(baseline, tiny_data, tmp_path):
-    """TP=2 and DP=2 give TP=1's losses, all starting from the TP=1 run's checkpoint (resharded on load)."""
+def test_tp2_dp2_pp2_reproduce_tp1_losses(baseline, tiny_data, tmp_path):
+    """TP=2, DP=2 and PP=2 (megatron's 1F1B schedule) give TP=1's losses, all starting from the TP=1 run's
+    checkpoint (resharded on load)."""
     recipe = write_recipe(tmp_path / "tp.yaml", tiny_data["mixture"], tmp_path / "unused")
     init = baseline["run"] / "checkpoints" / "iter_0000020"
-    runs = {"tp1": (1, (1, 1)), "tp2": (2, (2, 1)), "dp2": (2, (1, 1))}
+    runs = {"tp1": (1, (1, 1)), "tp2": (2, (2, 1)), "dp2": (2, (1, 1)), "pp2": (2, (1, 2))}
     for name, (world, layout) in runs.items():
         assert run_spawned(_layout_run, world, recipe, layout, init, tmp_path / name) == [0] * world
     ref = losses(tmp_path / "tp1")
     assert sorted(ref) == list(range(1, 7))
     # The losses move by far more than the tolerance, so agreement is not an accident of a flat curve.
     assert ref[1]["loss"] - ref[6]["loss"] > 100 * 1e-4
-    for name in ("tp2", "dp2"):
+    for name in ("tp2", "dp2", "pp2"):
         other = losses(tmp_path / name)
         assert sorted(other) == sorted(ref), name
         for i in ref:

@@ -148,6 +148,9 @@ def _run(recipe, prepared: dict, info) -> int:
     if rank0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "recipe.resolved.yaml", resolved_yaml(recipe))
+    stop = _StopFlag()  # before the long set-up: an early SIGTERM still ends in a save and exit 0
+    if recipe.checkpoint.save_on_signal:
+        stop.install()
     p = recipe.parallel
     initialize_model_parallel(
         p.tensor_model_parallel_size, p.pipeline_model_parallel_size, p.context_parallel_size, recipe.training.seed
@@ -202,9 +205,6 @@ def _run(recipe, prepared: dict, info) -> int:
     logger = MetricsLogger(
         recipe, run_dir, enabled=rank0, flops_per_iteration=plan.flops_per_iteration, world_size=info.world_size
     )
-    stop = _StopFlag()
-    if recipe.checkpoint.save_on_signal:
-        stop.install()
     fwd_bwd = get_forward_backward_func()
     step = partial(_forward_step, t.z_loss_coef, p.context_parallel_size)
     schedule_kwargs = dict(
