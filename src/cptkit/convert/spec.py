@@ -9,6 +9,7 @@ Torch-free. Try it:  python -c "from cptkit.convert.spec import load_specs; prin
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cptkit.errors import UserError
 
-SPEC_DIR = Path(__file__).resolve().parents[3] / "convert"
+# The repository's convert/ directory (cptkit is installed editable from its checkout); CPTKIT_CONVERT_SPECS overrides.
+SPEC_DIR = Path(os.environ.get("CPTKIT_CONVERT_SPECS", Path(__file__).resolve().parents[3] / "convert"))
 
 Kind = Literal["replicated", "column", "row", "vocab", "qkv", "gate_up"]
 # Number of HF tensors each kind fuses into one megatron-core tensor.
@@ -103,6 +105,8 @@ def load_spec(path: str | Path) -> ArchSpec:
 
 def load_specs(extra: list[str | Path] = ()) -> dict[str, ArchSpec]:
     """Every spec in `convert/`, plus user-given spec files (which win on a name clash)."""
+    if not SPEC_DIR.is_dir():
+        raise UserError("mapping spec directory not found (set CPTKIT_CONVERT_SPECS)", file=str(SPEC_DIR))
     specs = {}
     for path in [*sorted(SPEC_DIR.glob("*.yaml")), *map(Path, extra)]:
         spec = load_spec(path)
