@@ -117,3 +117,28 @@ def test_verify_cli(tmp_path, capsys):
     rc = main(["convert", "verify", str(hf), str(tmp_path / "mc"), "--seq-len", "64", "--json"])
     out = capsys.readouterr().out
     assert rc == 0 and "OK: max |dlogit|" in out and '"ok": true' in out
+
+
+def _trainer_loads(rank: int, world: int, ckpt: str, tokens: torch.Tensor):
+    """One TP rank of `cptkit train`'s own model-only load of a converted checkpoint."""
+    from cptkit.backend.dist import initialize_model_parallel
+    from cptkit.model.build import build_gpt_model, forward_logits, transformer_config
+    from cptkit.train.checkpoint import load_checkpoint
+
+    initialize_model_parallel(tp=world)
+    cfg = ModelConfig.load(ckpt)
+    model = build_gpt_model(cfg, transformer_config(cfg, tensor_model_parallel_size=world))
+    load_checkpoint(ckpt, model=model)
+    logits = forward_logits(model, tokens, vocab_size=cfg.vocab_size)
+    return logits.numpy() if rank == 0 else None
+
+
+def test_trainer_loads_the_converted_checkpoint_at_tp2(tmp_path):
+    from cptkit.backend.spawn import run_spawned
+
+    hf = make_hf_model(tmp_path / "hf")
+    convert_hf_to_mcore(hf, tmp_path / "mc", log=quiet)  # TP=1 layout, loaded at TP=2 by the trainer's loader
+    tokens = sample_tokens(250, 1, 128, seed=1)
+    logits = torch.from_numpy(run_spawned(_trainer_loads, 2, str(tmp_path / "mc"), tokens)[0])
+    result = compare_logits(hf_logits(hf, tokens), logits, TOLERANCE)
+    assert result.ok and result.top1_agreement == 1.0, result.summary()
