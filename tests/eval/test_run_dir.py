@@ -6,7 +6,6 @@ CPU, ~15 s:  pytest tests/eval/test_run_dir.py -q
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from cptkit.errors import UserError
 from cptkit.eval import targets
 
 
-def _run_dir(tmp_path: Path, hf_source: Path | None = None) -> Path:
+def _run_dir(tmp_path: Path) -> Path:
     run = tmp_path / "run_a"
     for it in (10, 20, 30):
         (run / "checkpoints" / f"iter_{it:07d}").mkdir(parents=True)
@@ -28,9 +27,6 @@ def _run_dir(tmp_path: Path, hf_source: Path | None = None) -> Path:
     (run / "logs").mkdir()
     rows = [{"iteration": i, "loss": 3.0 - i / 100, "consumed_tokens": i * 100} for i in range(1, 31)]
     (run / "logs" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"iteration": 3')
-    if hf_source is not None:
-        for it in (10, 20):
-            shutil.copytree(hf_source, run / "hf" / f"iter_{it:07d}")
     return run
 
 
@@ -45,26 +41,39 @@ def test_saved_iterations_and_tokens(tmp_path):
         targets.targets_for(run, "quick", output=None, iteration_index=2)
 
 
-def test_iteration_index_evaluates_one_checkpoint(preferring_llama, local_data, suite_file, tmp_path, capsys):
-    run = _run_dir(tmp_path, preferring_llama)
+def test_iteration_index_converts_and_evaluates_one_checkpoint(
+    preferring_llama, local_data, suite_file, tmp_path, capsys
+):
+    """Iteration 20 is a real megatron-core checkpoint (made by `cptkit convert hf-to-mcore` from the hand-set model):
+    `cptkit eval` converts it back with `cptkit convert mcore-to-hf` and must get exactly the HF model's scores."""
+    run = _run_dir(tmp_path)
+    ckpt = run / "checkpoints" / "iter_0000020"
+    ckpt.rmdir()
+    made = subprocess.run(
+        [sys.executable, "-m", "cptkit.cli", "convert", "hf-to-mcore", str(preferring_llama), str(ckpt)],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
     root, _ = local_data
     argv = ["eval", str(run), "--suite", str(suite_file), "--data-root", str(root), "--device", "cpu"]
     assert main([*argv, "--dry-run"]) == 0
     plan = capsys.readouterr().out
-    assert "to do  run_a/iter_0000010" in plan and "to do  run_a/iter_0000020" in plan
+    assert "to do  run_a/iter_0000010 (convert first)" in plan and "to do  run_a/iter_0000020 (convert first)" in plan
     assert "iter_0000030" not in plan
 
-    assert main([*argv, "--iteration-index", "1", "--limit", "2"]) == 0
-    out = run / "eval" / "iter_0000020" / "local.json"
-    doc = json.loads(out.read_text())
+    assert main([*argv, "--iteration-index", "1"]) == 0
+    assert (run / "hf" / "iter_0000020" / "config.json").is_file()
+    doc = json.loads((run / "eval" / "iter_0000020" / "local.json").read_text())
+    assert doc["scores"] == {"MC": 0.75, "Gen": 0.5}  # as the HF original scores in test_lm_eval
     assert doc["model"]["iteration"] == 20 and doc["model"]["consumed_tokens"] == 2000
-    assert doc["tasks"]["MC"]["n_samples"]["cptkit_openbookqa"]["effective"] == 2
+    assert doc["model"]["checkpoint"] == str(ckpt)
     assert not (run / "eval" / "iter_0000010").exists()
 
     capsys.readouterr()
     assert main([*argv, "--dry-run"]) == 0
     plan = capsys.readouterr().out
-    assert "done   run_a/iter_0000020" in plan and "to do  run_a/iter_0000010" in plan
+    assert "done   run_a/iter_0000020" in plan and "to do  run_a/iter_0000010 (convert first)" in plan
 
 
 def test_unconverted_checkpoint_goes_through_the_converter(tmp_path, monkeypatch):
