@@ -29,18 +29,18 @@ import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cptkit import __version__
 from cptkit.errors import UserError
-from cptkit.tokenize.indexed import dtype_for_vocab, merge_shards
+from cptkit.tokenize.finalize import MANIFEST_FORMAT, finalize, manifest_path, read_json, shard_stats, work_dir
+from cptkit.tokenize.indexed import dtype_for_vocab
 from cptkit.tokenize.readers import ChunkScanner, InputFile, expand_inputs
 from cptkit.tokenize.tokenizers import Tokenizer, load_tokenizer
-from cptkit.tokenize.worker import MAX_EXAMPLES, WorkerOptions, init_worker, process_chunk
+from cptkit.tokenize.worker import WorkerOptions, init_worker, process_chunk
 from cptkit.util.atomic import write_json
 
-MANIFEST_FORMAT = "cptkit.tokenized/1"
 # Chunk size when not given: about 256 chunks per prefix, within [1 MiB, 64 MiB]. It depends only on the input
 # sizes, never on the worker count, so every node of a scale-out and every rerun cuts the same chunks.
 MIN_AUTO_CHUNK_BYTES, MAX_AUTO_CHUNK_BYTES, AUTO_CHUNKS = 1 << 20, 64 << 20, 256
@@ -87,14 +87,6 @@ class Result:
     input_bytes: int = 0
     seconds: float = 0.0
     skipped_by_reason: dict = field(default_factory=dict)
-
-
-def work_dir(prefix: Path) -> Path:
-    return prefix.with_name(prefix.name + ".cptkit-work")
-
-
-def manifest_path(prefix: Path) -> Path:
-    return prefix.with_name(prefix.name + ".manifest.json")
 
 
 def _fingerprint(files: list[InputFile], job: Job, tok: Tokenizer, options: Options) -> str:
@@ -159,10 +151,18 @@ class Runner:
                 strict=self.options.strict,
                 dtype=self.dtype,
             )
+            # This process's tokenizer serves the in-process worker, or is inherited by forked workers.
+            init_worker(wopts, self.tok)
             if self.workers == 1:  # no second process: reading is ~2% of the work
-                self._pool = _InProcess(wopts, self.tok)
-            else:
-                # spawn, not fork: the parent may hold tokenizer thread pools, which fork can deadlock.
+                self._pool = _InProcess()
+            elif "fork" in multiprocessing.get_all_start_methods():
+                # fork: workers inherit the loaded tokenizer instead of each loading it again (~1 CPU-s for
+                # Llama-3's tokenizer.json). Safe: this process never ran the tokenizer's thread pool
+                # (init_worker disabled it) and the workers are forked before any other thread exists (the
+                # caller creates the pool before the progress bar); Python 3.11 forks them all at the first submit.
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+                self._pool.submit(os.getpid).result()
+            else:  # no fork (macOS, Windows): fresh interpreters that load the tokenizer themselves
                 ctx = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
                     self.workers, mp_context=ctx, initializer=init_worker, initargs=(wopts,)
@@ -182,7 +182,7 @@ class Runner:
                 old = None
             return ("done" if old == fp else "stale"), files, fp
         plan = work_dir(job.prefix) / "plan.json"
-        if plan.is_file() and _read_json(plan).get("fingerprint") == fp:
+        if plan.is_file() and read_json(plan).get("fingerprint") == fp:
             return "partial", files, fp
         return "new", files, fp
 
@@ -209,7 +209,7 @@ class Runner:
                 field=job.name,
             )
         plan = wdir / "plan.json"
-        old_fp = _read_json(plan).get("fingerprint") if plan.is_file() else None
+        old_fp = read_json(plan).get("fingerprint") if plan.is_file() else None
         if old_fp != fp:
             # Only a plan with another fingerprint is discarded: array tasks of a scale-out start at the same moment
             # and must not delete each other's fresh shards, and an interrupted --overwrite run resumes too.
@@ -241,6 +241,7 @@ class Runner:
         result.input_bytes = total_bytes
         # disable=None: shown on a terminal, silent in batch logs unless --progress asks for it.
         disable = None if self.progress is None else not self.progress
+        self.pool()  # before the progress bar starts its monitor thread: workers are forked from a threadless process
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=job.name, disable=disable, file=sys.stderr)
         started = time.monotonic()
         done_bytes = 0
@@ -265,7 +266,7 @@ class Runner:
                         account(_EMPTY, base + chunk.raw_end)
                         continue
                     shard = wdir / "chunks" / f"{f_idx:05d}-{chunk.index:06d}"
-                    done = _shard_stats(shard)
+                    done = shard_stats(shard)
                     if done is not None:
                         account(done, base + chunk.raw_end)
                         continue
@@ -291,6 +292,13 @@ class Runner:
             while pending:
                 fut, end = pending.popleft()
                 account(fut.result(), end)
+        except BrokenProcessPool:
+            raise UserError(
+                "a tokenizer worker process died (killed, or out of memory: try fewer --workers); finished chunks "
+                "are kept, rerun the same command to resume",
+                file=job.where,
+                field=job.name,
+            ) from None
         except BaseException:
             for fut, _ in pending:
                 fut.cancel()
@@ -299,82 +307,11 @@ class Runner:
             bar.close()
 
     def _merge(self, job: Job, files, fp: str, wdir: Path, result: Result) -> None:
-        file_records = []
-        missing_files = []
-        for f_idx in range(len(files)):
-            rec = wdir / "files" / f"{f_idx:05d}.json"
-            if rec.is_file():
-                file_records.append(_read_json(rec))
-            else:
-                missing_files.append(files[f_idx].path)
-        shards: list[Path] = []
-        stats: list[dict] = []
-        missing_chunks = 0
-        for f_idx, rec in enumerate(file_records):
-            for c in range(rec["chunks"]):
-                shard = wdir / "chunks" / f"{f_idx:05d}-{c:06d}"
-                s = _shard_stats(shard)
-                if s is None:
-                    missing_chunks += 1
-                else:
-                    shards.append(shard)
-                    stats.append(s)
-        if missing_files or missing_chunks:
-            raise UserError(
-                f"cannot merge: {len(missing_files)} input file(s) not read to the end and {missing_chunks} chunk(s) "
-                "not tokenized yet; run every --shard-index first (reruns resume)",
-                file=job.where,
-                field=job.name,
-            )
-        read = sum(s["read"] for s in stats)
-        written = sum(s["written"] for s in stats)
-        by_reason: dict[str, int] = {}
-        examples: list[dict] = []
-        for s in stats:
-            for reason, n in s["skipped"].items():
-                by_reason[reason] = by_reason.get(reason, 0) + n
-            examples.extend(s["examples"][: MAX_EXAMPLES - len(examples)])
-        skipped = sum(by_reason.values())
-        if read != written + skipped or read != sum(r["records"] for r in file_records):
-            raise RuntimeError(f"{job.prefix}: documents read {read} != written {written} + skipped {skipped}")
-        tokens = sum(s["tokens"] for s in stats)
-        if written == 0:
-            raise UserError("no document could be tokenized (all records were skipped)", file=job.where, field=job.name)
-        mpath = manifest_path(job.prefix)
-        mpath.unlink(missing_ok=True)  # --overwrite: the old manifest must not vouch for the new files
-        merge_shards(shards, job.prefix, self.dtype, written)
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "cptkit_version": __version__,
-            "name": job.name,
-            "prefix": str(job.prefix),
-            "documents": written,
-            "tokens": tokens,
-            "dtype": self.dtype,
-            "documents_read": read,
-            "documents_skipped": skipped,
-            "skipped": dict(sorted(by_reason.items())),
-            "skipped_examples": examples,
-            "tokenizer": {"spec": self.options.tokenizer, **self.tok.describe()},
-            "options": _options_record(job, self.tok, self.options),
-            "inputs": [
-                {
-                    "path": r["path"],
-                    "format": r["format"],
-                    "size_bytes": r["size_bytes"],
-                    "sha256": r["sha256"],
-                    "records": r["records"],
-                }
-                for r in file_records
-            ],
-            "fingerprint": fp,
-        }
-        write_json(mpath, manifest)
-        _readable_like_bin(mpath)
-        shutil.rmtree(wdir, ignore_errors=True)
-        result.documents, result.skipped, result.tokens = written, skipped, tokens
-        result.skipped_by_reason = by_reason
-        result.input_bytes = sum(r["size_bytes"] for r in file_records)
+        options = _options_record(job, self.tok, self.options)
+        totals = finalize(job, files, fp, wdir, self.tok, self.options.tokenizer, options, self.dtype)
+        result.documents, result.skipped, result.tokens = totals.documents, totals.skipped, totals.tokens
+        result.skipped_by_reason = totals.skipped_by_reason
+        result.input_bytes = totals.input_bytes
 
 
 _EMPTY = {"written": 0, "skipped": {}, "tokens": 0}
@@ -383,9 +320,6 @@ _EMPTY = {"written": 0, "skipped": {}, "tokens": 0}
 class _InProcess:
     """`--workers 1`: run chunks in this process, with the executor interface the runner uses."""
 
-    def __init__(self, wopts: WorkerOptions, tok: Tokenizer):
-        init_worker(wopts, tok)
-
     def submit(self, fn, *args) -> Future:
         fut: Future = Future()
         fut.set_result(fn(*args))  # exceptions propagate at once, as fut.result() would raise them
@@ -393,34 +327,3 @@ class _InProcess:
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         pass
-
-
-def _readable_like_bin(path: Path) -> None:
-    """atomic_open's temporary file is 0600; a manifest must be as readable as the .bin/.idx beside it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _shard_stats(shard: Path) -> dict | None:
-    """The stats of a finished shard, or None if it is missing or its files do not match them."""
-    meta = shard.with_name(shard.name + ".json")
-    if not meta.is_file():
-        return None
-    try:
-        stats = _read_json(meta)
-        ok = (
-            os.path.getsize(shard.with_name(shard.name + ".bin")) == stats["bin_bytes"]
-            and os.path.getsize(shard.with_name(shard.name + ".len")) == 4 * stats["written"]
-        )
-    except (OSError, ValueError, KeyError):
-        ok = False
-    return stats if ok else None
-
-
-def options_dict(options: Options) -> dict:
-    return asdict(options)
