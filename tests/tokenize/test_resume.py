@@ -210,3 +210,26 @@ def test_progress_bar_and_summary(inputs, tmp_path, llama3_tokenizer):
     header, _, row = r.stdout.splitlines()[:3]
     assert header.split() == ["source", "status", "documents", "skipped", "tokens", "input", "seconds", "tokens/s"]
     assert row.split()[:4] == ["p", "tokenized", "1,200", "0"]
+
+
+def test_a_killed_worker_is_a_one_line_error_and_a_rerun_resumes(inputs, reference, tmp_path, llama3_tokenizer):
+    import psutil
+
+    out = tmp_path / "oom"
+    cmd = [sys.executable, "-m", "cptkit.cli", "tokenize", *_inputs_args(inputs), "--output-prefix", str(out),
+           "--tokenizer", str(llama3_tokenizer), "--workers", "2", "--chunk-bytes", CHUNK]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    chunks_dir = work_dir(out) / "chunks"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (chunks_dir.is_dir() and any(chunks_dir.glob("*.json"))):
+        time.sleep(0.01)
+    workers = [c for c in psutil.Process(proc.pid).children() if "resource_tracker" not in " ".join(c.cmdline())]
+    assert workers, "no worker process found"
+    workers[0].kill()  # what the kernel's OOM killer does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "worker process died" in err and "rerun" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    _final_names_complete(out, reference)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert read_prefix(out)[:2] == reference[:2]
