@@ -142,3 +142,35 @@ def test_trainer_loads_the_converted_checkpoint_at_tp2(tmp_path):
     logits = torch.from_numpy(run_spawned(_trainer_loads, 2, str(tmp_path / "mc"), tokens)[0])
     result = compare_logits(hf_logits(hf, tokens), logits, TOLERANCE)
     assert result.ok and result.top1_agreement == 1.0, result.summary()
+
+
+def _resave_at_pp2(rank: int, world: int, ckpt: str, out: str):
+    """Load a converted checkpoint into a PP=2 model (one layer per stage) and save it again, as a PP=2 run would."""
+    from megatron.core import dist_checkpointing
+
+    from cptkit.backend.dist import initialize_model_parallel
+    from cptkit.convert.spec import load_specs
+    from cptkit.convert.verify import canonical_sharded_state_dict
+    from cptkit.model.build import build_gpt_model, transformer_config
+
+    initialize_model_parallel(tp=1, pp=world)
+    cfg = ModelConfig.load(ckpt)
+    spec = load_specs()[cfg.architecture]
+    model = build_gpt_model(cfg, transformer_config(cfg, pipeline_model_parallel_size=world))
+    state = dist_checkpointing.load({"model": canonical_sharded_state_dict(model, None, spec)}, ckpt)
+    model.load_state_dict(state["model"], strict=False)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    dist_checkpointing.save({"model": canonical_sharded_state_dict(model, None, spec)}, out)
+    if rank == 0:
+        cfg.save(out)
+    return len(model.decoder.layers)
+
+
+def test_pp2_saved_checkpoint_exports_bit_exact(tmp_path):
+    from cptkit.backend.spawn import run_spawned
+
+    hf = make_hf_model(tmp_path / "hf", "qwen2")
+    convert_hf_to_mcore(hf, tmp_path / "mc", log=quiet)
+    assert run_spawned(_resave_at_pp2, 2, str(tmp_path / "mc"), str(tmp_path / "pp2")) == [1, 1]
+    convert_mcore_to_hf(tmp_path / "pp2", tmp_path / "out", dtype=torch.float32, hf_assets=hf, log=quiet)
+    assert_bit_exact(load_dir(hf), load_dir(tmp_path / "out"))
