@@ -1,6 +1,6 @@
 """Run Megatron-LM's own `tools/preprocess_data.py`, unchanged, on a CPU-only machine without triton.
 
-Used once to make the expected digests pinned in tests/tokenize/test_megatron_compat.py (see its comment):
+Used once to make the expected digests pinned in tests/tokenize/test_tokenize_megatron_compat.py (see its comment):
 
     PYTHONPATH=/tmp/mlm .venv/bin/python tests/tokenize/data/run_megatron_preprocess.py \
         /tmp/mlm/tools/preprocess_data.py --input ... --tokenizer-type HuggingFaceTokenizer ...

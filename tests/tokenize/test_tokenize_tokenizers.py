@@ -1,6 +1,6 @@
 """One interface over HF tokenizer.json, tiktoken tokenizer.model (Llama-3) and sentencepiece, with the real Llama-3.
 
-Run on CPU: `.venv/bin/pytest tests/tokenize/test_tokenizers.py -q`.
+Run on CPU: `.venv/bin/pytest tests/tokenize/test_tokenize_tokenizers.py -q`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """kill -9 at any moment, rerun: byte-identical to an uninterrupted run; finished shards are skipped; nothing
 incomplete under a final name. Also: output independent of worker count and chunk size; scale-out + merge.
 
-Run on CPU: `.venv/bin/pytest tests/tokenize/test_resume.py -q` (about 30 s).
+Run on CPU: `.venv/bin/pytest tests/tokenize/test_tokenize_resume.py -q` (about 30 s).
 """
 
 from __future__ import annotations

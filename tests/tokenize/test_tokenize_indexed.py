@@ -1,6 +1,6 @@
 """The streaming shard merge writes exactly what megatron-core's IndexedDatasetBuilder writes.
 
-Run on CPU: `.venv/bin/pytest tests/tokenize/test_indexed.py -q`.
+Run on CPU: `.venv/bin/pytest tests/tokenize/test_tokenize_indexed.py -q`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Bad records are skipped, counted per reason with file:line, never silently dropped; `--strict` makes them fatal.
 
-Run on CPU: `.venv/bin/pytest tests/tokenize/test_bad_input.py -q`.
+Run on CPU: `.venv/bin/pytest tests/tokenize/test_tokenize_bad_input.py -q`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Byte-compatibility with Megatron-LM's tools/preprocess_data.py, and megatron-core reading what cptkit writes.
 
-Run on CPU: `.venv/bin/pytest tests/tokenize/test_megatron_compat.py -q`.
+Run on CPU: `.venv/bin/pytest tests/tokenize/test_tokenize_megatron_compat.py -q`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every input format gives the same tokens; globs over many files; BOS/EOD switches; dtype by vocabulary size.
 
-Run on CPU: `.venv/bin/pytest tests/tokenize/test_formats.py -q`.
+Run on CPU: `.venv/bin/pytest tests/tokenize/test_tokenize_formats.py -q`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`cptkit tokenize MIXTURE.yaml`: every prefix not tokenized yet, `--source`, `--dry-run`, and `cptkit mix resolve`
 reading the result.
 
-Run on CPU: `.venv/bin/pytest tests/tokenize/test_mixture_cli.py -q`.
+Run on CPU: `.venv/bin/pytest tests/tokenize/test_tokenize_mixture_cli.py -q`.
 """
 
 from __future__ import annotations
