@@ -10,12 +10,12 @@ def _mb(n: int) -> str:
 
 
 def _table(rows: list[list[str]], out) -> None:
+    """Columns of numbers right-aligned, text left-aligned, a rule under the header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    numeric = [all(r[i][:1].isdigit() or r[i] == "-" for r in rows[1:]) for i in range(len(widths))]
     for k, row in enumerate(rows):
-        print(
-            "  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))),
-            file=out,
-        )
+        cells = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True)]
+        print("  ".join(cells).rstrip(), file=out)
         if k == 0:
             print("  ".join("-" * w for w in widths), file=out)
 
