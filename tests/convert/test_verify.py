@@ -119,42 +119,24 @@ def test_verify_cli(tmp_path, capsys):
     assert rc == 0 and "OK: max |dlogit|" in out and '"ok": true' in out
 
 
-def _trainer_loads(rank: int, world: int, ckpt: str, tokens: torch.Tensor):
-    """One TP rank of `cptkit train`'s own model-only load of a converted checkpoint."""
-    from cptkit.backend.dist import initialize_model_parallel
-    from cptkit.model.build import build_gpt_model, forward_logits, transformer_config
-    from cptkit.train.checkpoint import load_checkpoint
-
-    initialize_model_parallel(tp=world)
-    cfg = ModelConfig.load(ckpt)
-    model = build_gpt_model(cfg, transformer_config(cfg, tensor_model_parallel_size=world))
-    load_checkpoint(ckpt, model=model)
-    logits = forward_logits(model, tokens, vocab_size=cfg.vocab_size)
-    return logits.numpy() if rank == 0 else None
-
-
-def test_trainer_loads_the_converted_checkpoint_at_tp2(tmp_path):
-    from cptkit.backend.spawn import run_spawned
-
-    hf = make_hf_model(tmp_path / "hf")
-    convert_hf_to_mcore(hf, tmp_path / "mc", log=quiet)  # TP=1 layout, loaded at TP=2 by the trainer's loader
-    tokens = sample_tokens(250, 1, 128, seed=1)
-    logits = torch.from_numpy(run_spawned(_trainer_loads, 2, str(tmp_path / "mc"), tokens)[0])
-    result = compare_logits(hf_logits(hf, tokens), logits, TOLERANCE)
-    assert result.ok and result.top1_agreement == 1.0, result.summary()
-
-
-def _resave_at_pp2(rank: int, world: int, ckpt: str, out: str):
-    """Load a converted checkpoint into a PP=2 model (one layer per stage) and save it again, as a PP=2 run would."""
+def _trainer_load_then_pp2_resave(rank: int, world: int, ckpt: str, tokens: torch.Tensor, out: str):
+    """Two ranks: `cptkit train`'s own model-only loader at TP=2 (returns logits), then the same checkpoint loaded into
+    a PP=2 model (one layer per stage) and saved again, as a PP=2 run would."""
     from megatron.core import dist_checkpointing
 
     from cptkit.backend.dist import initialize_model_parallel
     from cptkit.convert.spec import load_specs
     from cptkit.convert.verify import canonical_sharded_state_dict
-    from cptkit.model.build import build_gpt_model, transformer_config
+    from cptkit.model.build import build_gpt_model, forward_logits, transformer_config
+    from cptkit.train.checkpoint import load_checkpoint
+
+    cfg = ModelConfig.load(ckpt)
+    initialize_model_parallel(tp=world)
+    model = build_gpt_model(cfg, transformer_config(cfg, tensor_model_parallel_size=world))
+    load_checkpoint(ckpt, model=model)
+    logits = forward_logits(model, tokens, vocab_size=cfg.vocab_size)
 
     initialize_model_parallel(tp=1, pp=world)
-    cfg = ModelConfig.load(ckpt)
     spec = load_specs()[cfg.architecture]
     model = build_gpt_model(cfg, transformer_config(cfg, pipeline_model_parallel_size=world))
     state = dist_checkpointing.load({"model": canonical_sharded_state_dict(model, None, spec)}, ckpt)
@@ -163,14 +145,20 @@ def _resave_at_pp2(rank: int, world: int, ckpt: str, out: str):
     dist_checkpointing.save({"model": canonical_sharded_state_dict(model, None, spec)}, out)
     if rank == 0:
         cfg.save(out)
-    return len(model.decoder.layers)
+    return (logits.numpy() if rank == 0 else None), len(model.decoder.layers)
 
 
-def test_pp2_saved_checkpoint_exports_bit_exact(tmp_path):
+def test_trainer_loader_at_tp2_and_pp2_saved_checkpoint_exports_bit_exact(tmp_path):
     from cptkit.backend.spawn import run_spawned
 
-    hf = make_hf_model(tmp_path / "hf", "qwen2")
-    convert_hf_to_mcore(hf, tmp_path / "mc", log=quiet)
-    assert run_spawned(_resave_at_pp2, 2, str(tmp_path / "mc"), str(tmp_path / "pp2")) == [1, 1]
+    hf = make_hf_model(tmp_path / "hf")
+    convert_hf_to_mcore(hf, tmp_path / "mc", log=quiet)  # TP=1 layout, loaded at TP=2 by the trainer's loader
+    tokens = sample_tokens(250, 1, 128, seed=1)
+    (logits, layers0), (_, layers1) = run_spawned(
+        _trainer_load_then_pp2_resave, 2, str(tmp_path / "mc"), tokens, str(tmp_path / "pp2")
+    )
+    result = compare_logits(hf_logits(hf, tokens), torch.from_numpy(logits), TOLERANCE)
+    assert result.ok and result.top1_agreement == 1.0, result.summary()
+    assert (layers0, layers1) == (1, 1)
     convert_mcore_to_hf(tmp_path / "pp2", tmp_path / "out", dtype=torch.float32, hf_assets=hf, log=quiet)
     assert_bit_exact(load_dir(hf), load_dir(tmp_path / "out"))
