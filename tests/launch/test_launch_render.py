@@ -114,3 +114,17 @@ def test_scheduler_specific_lines(site_env):
     assert '--shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"' in h["tokenize"]
     assert '--iteration-index "$ARRAY_INDEX"' in h["eval"]
     assert "tokenize data_mix/swallowcode_exp1.yaml --merge" in h["merge"]
+
+
+def test_apptainer_and_torchrun_limits(site_env):
+    """Containers wrap the trainer (mpirun starts apptainer per rank); torchrun is refused for more than one node."""
+    from cptkit.errors import UserError
+    from cptkit.launch.profile import Environment, Launcher
+
+    p = load_profile(ROOT / "launch" / "tsubame4.yaml")
+    p = p.model_copy(update={"environment": Environment(kind="apptainer", image="/apps/cptkit.sif", binds=["/gs/bs"])})
+    line = render.launch_command(p, 2, "recipes/x.yaml")
+    assert line.endswith("apptainer exec --nv --bind /gs/bs /apps/cptkit.sif cptkit train recipes/x.yaml"), line
+    p = p.model_copy(update={"launcher": Launcher(kind="torchrun")})
+    with pytest.raises(UserError, match="torchrun launcher runs on one node, not 2"):
+        render.launch_command(p, 2, "recipes/x.yaml")
