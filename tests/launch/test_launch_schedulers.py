@@ -124,13 +124,13 @@ def test_slurm_preempted_job_requeues_and_finishes_with_same_loss(kind, tmp_path
     # The requeued job starts again by itself (slurm-up sets cred_expire=10 s, the hold before a requeued job).
     wait_for(lambda: (t.run / "COMPLETED").exists(), "COMPLETED", t.run)
     log = job_log(t.run)
-    assert "got SIGUSR1" in log and log.count(f"job {job['job_id']} on") == 2, log
+    assert "got SIGUSR1" in log and log.count(f"job {job['job_id']} on") >= 2, log
     resumed_from = int(log.split("resuming from iteration ")[2].split()[0])
     assert 0 < resumed_from < (60 if kind == "stand-in" else REAL_ITERS), log  # really pre-empted mid-run
     if kind == "stand-in":
         env1 = json.loads((t.run / "env" / "rank-1.json").read_text())
         assert env1["RANK"] == "1" and env1["WORLD_SIZE"] == "2" and env1["MASTER_PORT"] == "29511"
-    assert t.final_loss() == t.reference_loss(reference)
+    assert t.final_loss() == t.reference_loss(reference), log[-6000:]
 
 
 @pytest.mark.skipif(not HAVE_SGE, reason="no Grid Engine here (see .ci/schedulers)")
@@ -156,7 +156,7 @@ def test_sge_preempted_chain_resumes_and_finishes_with_same_loss(kind, tmp_path,
     if kind == "stand-in":
         env1 = json.loads((t.run / "env" / "rank-1.json").read_text())
         assert env1["RANK"] == "1" and env1["WORLD_SIZE"] == "2"
-    assert t.final_loss() == t.reference_loss(reference)
+    assert t.final_loss() == t.reference_loss(reference), log[-6000:]
 
 
 @pytest.mark.parametrize(

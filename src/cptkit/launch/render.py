@@ -70,6 +70,13 @@ def _container(profile: Profile, gpu: bool) -> str:
     return ""
 
 
+def _task_prefix(profile: Profile, gpu: bool) -> str:
+    """What runs a one-process job step in the profile's environment (pyxis containers need an srun step)."""
+    if profile.environment.kind == "pyxis":
+        return _q(["srun", "--ntasks=1", *_pyxis(profile)]) + " "
+    return _container(profile, gpu)
+
+
 def _pyxis(profile: Profile) -> list[str]:
     env = profile.environment
     if env.kind != "pyxis":
@@ -222,7 +229,7 @@ def render_tokenize(
 ) -> list[Job]:
     """An array job (one task per shard) and a merge job that waits for all of it."""
     stem = Path(mixture).stem
-    prefix = f"{_container(profile, gpu=False)}{_cptkit(profile)} tokenize {shlex.quote(mixture)}"
+    prefix = f"{_task_prefix(profile, gpu=False)}{_cptkit(profile)} tokenize {shlex.quote(mixture)}"
     shards = _task(
         profile,
         "tokenize",
@@ -257,7 +264,7 @@ def render_tokenize(
 def render_convert(
     convert_args: list[str], profile: Profile, *, workdir: str, log_dir: str, walltime: str | None
 ) -> Job:
-    command = f"{_container(profile, gpu=False)}{_cptkit(profile)} convert {_q(convert_args)}"
+    command = f"{_task_prefix(profile, gpu=False)}{_cptkit(profile)} convert {_q(convert_args)}"
     banner = [f"cptkit conversion (CPU): convert {' '.join(convert_args)}", "Rendered by `cptkit launch --convert`."]
     return _task(
         profile,
@@ -278,7 +285,7 @@ def render_eval(
 ) -> Job:
     command = _join(
         [
-            f"{_container(profile, gpu=True)}{_cptkit(profile)} eval {shlex.quote(run_dir)} --suite {shlex.quote(suite)}",
+            f"{_task_prefix(profile, gpu=True)}{_cptkit(profile)} eval {shlex.quote(run_dir)} --suite {shlex.quote(suite)}",
             '--iteration-index "$ARRAY_INDEX"',
         ]
     )

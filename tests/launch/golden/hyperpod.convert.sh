@@ -22,4 +22,4 @@ export NCCL_SOCKET_IFNAME="^docker,lo,veth"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export LD_LIBRARY_PATH="/opt/amazon/efa/lib:/opt/aws-ofi-nccl/lib:${LD_LIBRARY_PATH}"
 
-cptkit convert mcore-to-hf /scratch/cptkit/runs/swallowcode_exp1/checkpoints/iter_0012500 /scratch/hf/out
+srun --ntasks=1 --container-image=/fsx/images/cptkit.sqsh --container-mounts=/fsx:/fsx cptkit convert mcore-to-hf /scratch/cptkit/runs/swallowcode_exp1/checkpoints/iter_0012500 /scratch/hf/out

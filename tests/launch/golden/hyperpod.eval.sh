@@ -26,5 +26,5 @@ export NCCL_SOCKET_IFNAME="^docker,lo,veth"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export LD_LIBRARY_PATH="/opt/amazon/efa/lib:/opt/aws-ofi-nccl/lib:${LD_LIBRARY_PATH}"
 
-cptkit eval /scratch/cptkit/runs/swallowcode_exp1 --suite ja \
+srun --ntasks=1 --container-image=/fsx/images/cptkit.sqsh --container-mounts=/fsx:/fsx cptkit eval /scratch/cptkit/runs/swallowcode_exp1 --suite ja \
     --iteration-index "$ARRAY_INDEX"
