@@ -145,6 +145,8 @@ def convert_mcore_to_hf(
             f"no {ASSETS_DIR}/ with the base model's tokenizer; pass --hf-assets HF_BASE_MODEL_DIR", file=str(ckpt)
         )
     check_output_dir(out_dir)
+    if not any(p.name.startswith("tokenizer") for p in assets.iterdir()):
+        log(f"  warning: {assets} has no tokenizer files; the release will have none (pass --hf-assets)")
 
     planned: list[PlannedTensor] = []
     for w, layer in m.plan:
