@@ -78,6 +78,7 @@ def test_shipped_suites_match_the_seed_tables():
     ]  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # get_task_dict: also in lm-eval < 0.4.13
 def test_en_suite_builds_in_lm_eval(tmp_path):
     from lm_eval.tasks import TaskManager, get_task_dict
 
