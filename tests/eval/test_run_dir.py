@@ -62,8 +62,8 @@ def test_iteration_index_converts_and_evaluates_one_checkpoint(
     assert "to do  run_a/iter_0000010 (convert first)" in plan and "to do  run_a/iter_0000020 (convert first)" in plan
     assert "iter_0000030" not in plan
 
-    assert main([*argv, "--iteration-index", "1"]) == 0
-    assert (run / "hf" / "iter_0000020" / "config.json").is_file()
+    assert main([*argv, "--iteration-index", "1", "--delete-converted"]) == 0
+    assert not (run / "hf" / "iter_0000020").exists()  # converted here, removed once scored
     doc = json.loads((run / "eval" / "iter_0000020" / "local.json").read_text())
     assert doc["scores"] == {"MC": 0.75, "Gen": 0.5}  # as the HF original scores in test_lm_eval
     assert doc["model"]["iteration"] == 20 and doc["model"]["consumed_tokens"] == 2000

