@@ -71,6 +71,8 @@ def test_tables_side_by_side(runs, tmp_path):
     assert "| Run | Tokens (B) | OpenBookQA | GSM8K | Avg |" in md
     assert "| run_a | 20.00 | 0.340 | 0.200 | 0.270 |" in md
     assert "| run_b | 10.00 | 0.310 | 0.050 | 0.180 |" in md
+    final = md.split("last evaluated checkpoint of each run")[1]
+    assert "| run_a | 20.00 |" in final and "| run_b | 20.00 |" in final and "10.00" not in final
     rows = list(csv.reader((out / "en.csv").open()))
     assert rows[0] == ["Run", "Tokens (B)", "OpenBookQA", "GSM8K", "Avg"]
     assert [r[:2] for r in rows[1:]] == [["run_a", "10.00"], ["run_a", "20.00"], ["run_b", "10.00"], ["run_b", "20.00"]]

@@ -125,8 +125,17 @@ def markdown_table(runs: list[RunData], suite: str) -> str:
     if any(labels.values()):
         lines.append("| | | " + " | ".join(labels.get(c, "") for c in header[2:-1]) + " | |")
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    last = {row[0]: row for row in rows}  # rows are in ascending tokens per run: keep each run's last
+    final = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    final += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in last.values()]
     note = "Avg is over all benchmarks of the suite; – = not evaluated (no average then)."
-    return f"## {suite}\n\n" + "\n".join(lines) + f"\n\n{note}\n"
+    return (
+        f"## {suite}\n\n"
+        + "\n".join(lines)
+        + f"\n\n{note}\n\n### {suite}: last evaluated checkpoint of each run\n\n"
+        + "\n".join(final)
+        + "\n"
+    )
 
 
 def csv_table(runs: list[RunData], suite: str) -> str:
