@@ -42,7 +42,7 @@ def test_saved_iterations_and_tokens(tmp_path):
 
 
 def test_iteration_index_converts_and_evaluates_one_checkpoint(
-    preferring_llama, local_data, suite_file, tmp_path, capsys
+    preferring_llama, local_data, suite_file, tmp_path, capsys, monkeypatch
 ):
     """Iteration 20 is a real megatron-core checkpoint (made by `cptkit convert hf-to-mcore` from the hand-set model):
     `cptkit eval` converts it back with `cptkit convert mcore-to-hf` and must get exactly the HF model's scores."""
@@ -62,8 +62,15 @@ def test_iteration_index_converts_and_evaluates_one_checkpoint(
     assert "to do  run_a/iter_0000010 (convert first)" in plan and "to do  run_a/iter_0000020 (convert first)" in plan
     assert "iter_0000030" not in plan
 
-    assert main([*argv, "--iteration-index", "1", "--delete-converted"]) == 0
+    second = tmp_path / "second.yaml"
+    second.write_text("name: second\ntasks:\n  - {column: MC, template: openbookqa, shots: 0, metric: 'acc,none'}\n")
+    conversions = []
+    real_convert = targets.convert
+    monkeypatch.setattr(targets, "convert", lambda t: conversions.append(t.iteration) or real_convert(t))
+    assert main([*argv, "--suite", str(second), "--iteration-index", "1", "--delete-converted"]) == 0
+    assert conversions == [20]  # one conversion serves both suites
     assert not (run / "hf" / "iter_0000020").exists()  # converted here, removed once scored
+    assert json.loads((run / "eval" / "iter_0000020" / "second.json").read_text())["scores"] == {"MC": 0.75}
     doc = json.loads((run / "eval" / "iter_0000020" / "local.json").read_text())
     assert doc["scores"] == {"MC": 0.75, "Gen": 0.5}  # as the HF original scores in test_lm_eval
     assert doc["model"]["iteration"] == 20 and doc["model"]["consumed_tokens"] == 2000

@@ -99,16 +99,25 @@ def _eval(args: argparse.Namespace) -> int:
     # instead of raising an out-of-memory error it can catch.
     batch_size = args.batch_size or ("auto" if device.startswith("cuda") else "4")
     batch_size = int(batch_size) if batch_size.isdigit() else batch_size
-    for suite in suites:
-        todo = eval_targets.targets_for(path, suite.name, output=args.output, iteration_index=args.iteration_index)
-        if not todo:
-            print(f"{path}: no saved iterations yet", file=sys.stderr)
-        for target in todo:
+    # Checkpoint by checkpoint, every suite on it: a converted folder serves all suites before it may be deleted.
+    plans = [
+        eval_targets.targets_for(path, s.name, output=args.output, iteration_index=args.iteration_index) for s in suites
+    ]
+    if not plans[0]:
+        print(f"{path}: no saved iterations yet", file=sys.stderr)
+    for per_suite in zip(*plans, strict=True):
+        todo = []
+        for suite, target in zip(suites, per_suite, strict=True):
             if target.done and not args.force:
                 print(f"{target.name}: {suite.name} already evaluated ({target.output}); skipping")
-                continue
-            converted_here = target.hf_dir is None
-            hf_dir = target.hf_dir or eval_targets.convert(target)
+            else:
+                todo.append((suite, target))
+        if not todo:
+            continue
+        first = todo[0][1]
+        converted_here = first.hf_dir is None
+        hf_dir = first.hf_dir or eval_targets.convert(first)
+        for suite, target in todo:
             extra = {"iteration": target.iteration, "consumed_tokens": target.consumed_tokens}
             if target.checkpoint is not None:
                 extra["checkpoint"] = str(target.checkpoint)
@@ -125,12 +134,12 @@ def _eval(args: argparse.Namespace) -> int:
                 extra=extra,
             )
             runner.write_results(target.output, doc)
-            if converted_here and args.delete_converted:
-                import shutil
-
-                shutil.rmtree(hf_dir)
             scores = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in doc["scores"].items())
             print(f"{target.name}: {suite.name}: {scores} -> {target.output}")
+        if converted_here and args.delete_converted:
+            import shutil
+
+            shutil.rmtree(hf_dir)
     return 0
 
 
