@@ -36,6 +36,10 @@ def test_local_mc_and_generation_scores_are_exact(preferring_llama, local_data, 
     assert main([*argv, "--output", str(out), "--device", "cpu"]) == 0
     assert "skipping" in capsys.readouterr().out
     assert out.read_bytes() == before
+    # ... but a --limit smoke run is not the full evaluation: asking for one re-evaluates
+    assert main([*argv, "--output", str(out), "--device", "cpu", "--limit", "4"]) == 0
+    assert "evaluating again (previous results used --limit None)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["tasks"]["MC"]["n_samples"]["cptkit_openbookqa"]["effective"] == 4
 
 
 def test_missing_data_is_one_line_error_naming_the_file(preferring_llama, tmp_path, capsys):

@@ -108,10 +108,13 @@ def _eval(args: argparse.Namespace) -> int:
     for per_suite in zip(*plans, strict=True):
         todo = []
         for suite, target in zip(suites, per_suite, strict=True):
-            if target.done and not args.force:
+            stale = target.stale_reason(suite.sha256, args.limit) if target.done else None
+            if target.done and not stale and not args.force:
                 print(f"{target.name}: {suite.name} already evaluated ({target.output}); skipping")
-            else:
-                todo.append((suite, target))
+                continue
+            if stale:
+                print(f"{target.name}: {suite.name}: evaluating again ({stale})")
+            todo.append((suite, target))
         if not todo:
             continue
         first = todo[0][1]
@@ -174,7 +177,8 @@ def _dry_run(path: Path, suites, root, args) -> int:
         for target in eval_targets.targets_for(
             path, suite.name, output=args.output, iteration_index=args.iteration_index
         ):
-            state = "done" if target.done and not args.force else "to do"
+            stale = target.stale_reason(suite.sha256, args.limit) if target.done else None
+            state = "done" if target.done and not stale and not args.force else "to do"
             how = "" if target.hf_dir else " (convert first)"
             print(f"  {state:<6} {target.name}{how} -> {target.output}")
     if missing:

@@ -41,6 +41,21 @@ class Target:
     def done(self) -> bool:
         return self.output.is_file()
 
+    def stale_reason(self, suite_sha256: str, limit: int | None) -> str | None:
+        """Why existing results do not count as done for this request (None: they do).
+
+        A `--limit` smoke run must not stand in for the full evaluation, nor results of an edited suite file.
+        """
+        try:
+            previous = json.loads(self.output.read_text())
+        except (OSError, json.JSONDecodeError):
+            return "unreadable previous results"
+        if previous.get("limit") != limit:
+            return f"previous results used --limit {previous.get('limit')}"
+        if previous.get("suite_sha256") != suite_sha256:
+            return "the suite file changed since"
+        return None
+
 
 def iter_name(iteration: int) -> str:
     return f"iter_{iteration:07d}"
