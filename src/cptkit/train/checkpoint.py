@@ -34,7 +34,7 @@ LATEST = "latest_checkpointed_iteration.txt"
 STATE_FILE = "cptkit_state.json"
 FORMAT_VERSION = 1
 # Distributed-optimizer state layout: each rank writes its own buffers (fast, fully parallel); resumable with the same
-# TP/PP and any DP... of the same size. Stored in the checkpoint and reused on load.
+# TP/PP (megatron-core reshards it over DP). Stored in the checkpoint's content metadata and reused on load.
 DIST_OPT_SHARDING = "dp_reshardable"
 
 _TE_TO_LOCAL = (
@@ -324,13 +324,9 @@ def load_checkpoint(
                 field="distributed_optimizer",
             )
         request["optimizer"] = optimizer.sharded_state_dict(model_state, is_loading=True, metadata=metadata)
-        request["opt_param_scheduler"] = None
-        request["iteration"] = None
-        request["consumed_samples"] = None
         if same_layout:
             request["rng_state"] = _rng_sharded_object()
-    # Common (non-sharded) entries always come back whole; the Nones above only name what we read.
-    request = {k: v for k, v in request.items() if v is not None}
+    # The common (non-sharded) entries - opt_param_scheduler, iteration, consumed_samples - always come back whole.
     loaded = dist_checkpointing.load(request, str(directory))
     load_model_state(model, loaded["model"], back)
     if not full:
