@@ -61,7 +61,8 @@ def fake_root(tmp_path: Path, suites: list[str]) -> Path:
     for item in fetch.plan([load_suite(s) for s in suites]):
         if item.packaged or (item.optional and not item.key.startswith("niilc")):
             continue
-        fetch.write_jsonl(root / f"{item.key}.jsonl", fake_rows(item.key))
+        rows = [{**r, "fake_row": i} for i, r in enumerate(fake_rows(item.key) * 3)]  # 6 distinct: enough for 5-shot
+        fetch.write_jsonl(root / f"{item.key}.jsonl", rows)
     return root
 
 
