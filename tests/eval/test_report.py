@@ -89,11 +89,13 @@ def test_plots_hold_each_runs_series(runs, tmp_path):
     assert a.get_ydata()[-1] == pytest.approx(3.0 - 20 / 50 - 0.5)  # lm_loss, the resumed record
     bench = report.plot_benchmark(loaded, "en", "GSM8K").axes[0].lines
     assert [list(line.get_ydata()) for line in bench] == [[0.10, 0.20], [0.05, 0.15]]
+    avg = report.plot_benchmark(loaded, "en", "Avg").axes[0].lines
+    assert [y for line in avg for y in line.get_ydata()] == pytest.approx([0.20, 0.27, 0.18, 0.255])
 
     out = tmp_path / "rep"
     report.make_report(runs, out)
     colors = report.run_colors(loaded)
-    for png in ("loss.png", "grad_norm.png", "en_OpenBookQA.png", "en_GSM8K.png"):
+    for png in ("loss.png", "grad_norm.png", "en_OpenBookQA.png", "en_GSM8K.png", "en_Avg.png"):
         for name in ("run_a", "run_b"):
             assert _color_pixels(out / png, colors[name]) > 50, (png, name)
 

@@ -27,6 +27,7 @@ from cptkit.util.atomic import atomic_open, write_text
 # matplotlib's tab10, fixed so a run's colour is the same in every figure (and testable in the PNGs).
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 _ITER = re.compile(r"^iter_(\d+)$")
+AVG = "Avg"
 
 
 @dataclass
@@ -187,14 +188,24 @@ def plot_training(runs: list[RunData], key: str):
     return fig
 
 
+def _score(doc: dict, column: str, columns: list[str]) -> float | None:
+    """A benchmark's score, or for "Avg" the mean over all the suite's columns (None unless all are present)."""
+    scores = doc.get("scores", {})
+    if column != AVG:
+        return scores.get(column)
+    values = [scores.get(c) for c in columns]
+    return sum(values) / len(values) if values and all(v is not None for v in values) else None
+
+
 def plot_benchmark(runs: list[RunData], suite: str, column: str):
     fig, ax = _figure(f"{suite}: {column}", column)
     colors = run_colors(runs)
+    columns = suite_columns(runs, suite)[0]
     for run in runs:
         points = [
-            (_tokens_b(d), d["scores"][column])
+            (_tokens_b(d), _score(d, column, columns))
             for d in run.evals.get(suite, [])
-            if _tokens_b(d) is not None and d.get("scores", {}).get(column) is not None
+            if _tokens_b(d) is not None and _score(d, column, columns) is not None
         ]
         if points:
             xs, ys = zip(*points, strict=True)
@@ -231,7 +242,7 @@ def make_report(paths: list[Path], out_dir: Path, *, suites: list[str] | None = 
         write_text(written[-1], markdown_table(runs, suite))
         written.append(out_dir / f"{_safe(suite)}.csv")
         write_text(written[-1], csv_table(runs, suite))
-        for column in suite_columns(runs, suite)[0]:
+        for column in [*suite_columns(runs, suite)[0], AVG]:
             written.append(out_dir / f"{_safe(suite)}_{_safe(column)}.png")
             save_png(plot_benchmark(runs, suite, column), written[-1])
     for key in ("loss", "grad_norm"):
