@@ -74,6 +74,12 @@ class Trainer:
         assert r.returncode == 0, r.stderr
         return [json.loads(line) for line in (self.run / "jobs.jsonl").read_text().splitlines()]
 
+    def status(self) -> str:
+        cmd = [str(VENV / "bin" / "cptkit"), "status", str(self.run)]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=60, check=False)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
     def first_checkpoint(self) -> bool:
         return (self.run / "checkpoints" / "latest_checkpointed_iteration.txt").exists()
 
@@ -118,11 +124,13 @@ def test_slurm_preempted_job_requeues_and_finishes_with_same_loss(kind, tmp_path
     t, reference = make_trainer(kind, tmp_path, request)
     (job,) = t.launch("test-slurm.yaml")
     wait_for(t.first_checkpoint, "the first checkpoint", t.run)
+    assert f"{job['job_id']:<14} train" in t.status() and " running" in t.status()  # asked squeue
     # SLURM's warning before the time limit (--signal=B:USR1@N): USR1 to the batch shell.
     sh("scancel", "--signal=USR1", "--batch", job["job_id"])
     wait_for(lambda: "requeueing job" in job_log(t.run), "the requeue", t.run)
     # The requeued job starts again by itself (slurm-up sets cred_expire=10 s, the hold before a requeued job).
     wait_for(lambda: (t.run / "COMPLETED").exists(), "COMPLETED", t.run)
+    wait_for(lambda: "COMPLETED" in t.status() and " finished" in t.status(), "squeue to forget the job", t.run)
     log = job_log(t.run)
     assert "got SIGUSR1" in log and log.count(f"job {job['job_id']} on") >= 2, log
     resumed_from = int(log.split("resuming from iteration ")[2].split()[0])
@@ -140,6 +148,7 @@ def test_sge_preempted_chain_resumes_and_finishes_with_same_loss(kind, tmp_path,
     jobs = t.launch("test-sge.yaml", "--chain", "3")
     assert [j["depends_on"] for j in jobs] == [None, jobs[0]["job_id"], jobs[1]["job_id"]]
     wait_for(t.first_checkpoint, "the first checkpoint", t.run)
+    assert t.status().count("queued/running") == 3  # asked qstat about the chain
     # What Grid Engine's s_rt / -notify (and cptkit's own walltime watchdog) do: SIGUSR1 to the job's shell.
     pids = sh("pgrep", "-f", f"job_scripts/{jobs[0]['job_id']}$").split()
     assert pids, "job script process not found"
