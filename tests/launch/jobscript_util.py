@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -55,8 +54,11 @@ def wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, timeout: float = 
         time.sleep(0.1)
 
 
-def preempt(proc: subprocess.Popen, sig: int = signal.SIGUSR1) -> None:
-    proc.send_signal(sig)
+def times_started(run_dir: Path) -> int:
+    """How often the run logged iteration 1: more than once means a job restarted from scratch instead of resuming
+    (which the stand-in's final loss alone would not show)."""
+    lines = (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()
+    return sum(json.loads(line)["iteration"] == 1 for line in lines)
 
 
 def write_tiny_training(root: Path, run_dir: Path, train_iters: int = 30) -> Path:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 
-from jobscript_util import FAKE, uninterrupted_loss, wait_for_checkpoint, write_recipe
+from jobscript_util import FAKE, times_started, uninterrupted_loss, wait_for_checkpoint, write_recipe
 from launchtest_util import ROOT
 
 from cptkit.cli import main
@@ -44,4 +44,5 @@ def test_local_torchrun_preempt_and_resume(tmp_path, monkeypatch, capsys):
     assert main(["launch", str(recipe), "parallel.num_gpus=2", "--cluster", str(profile), "--submit"]) == 0
     entry = json.loads((run / "jobs.jsonl").read_text().splitlines()[-1])
     assert entry["scheduler"] == "local" and entry["exit_code"] == 0
+    assert times_started(run) == 1
     assert json.loads((run / "COMPLETED").read_text())["loss"] == uninterrupted_loss(tmp_path, train_iters=40)

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import sys
 
-from jobscript_util import cptkit_stub, stub, uninterrupted_loss, write_recipe
+from jobscript_util import FAKE, cptkit_stub, stub, times_started, uninterrupted_loss, write_recipe
 from launchtest_util import ROOT
 
 from cptkit.launch import render
@@ -69,8 +71,18 @@ def test_abci3_script_chain_under_emulated_pbs(tmp_path, site_env, monkeypatch):
     jobs_run = n
     assert jobs_run >= 2, "the watchdog never pre-empted the job: " + outputs[0]
     assert "checkpoint saved (exit 0); the next job of the chain resumes" in outputs[0]
+    assert times_started(run) == 1  # every job resumed; none started over
     final = json.loads((run / "COMPLETED").read_text())["loss"]
     assert final == uninterrupted_loss(tmp_path)
+    # Not blind: a job that ignored the checkpoint and started over would end on the same stand-in loss, but
+    # times_started catches it.
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    shutil.rmtree(broken / "checkpoints")
+    (broken / "COMPLETED").unlink()
+    subprocess.run([sys.executable, str(FAKE), "train", str(recipe), f"run_dir={broken}"], check=True,
+                   env={**env, "FAKE_SECONDS_PER_ITER": "0"}, capture_output=True)  # fmt: skip
+    assert json.loads((broken / "COMPLETED").read_text())["loss"] == final and times_started(broken) == 2
 
     # a job of the chain that starts after completion does nothing
     env["PBS_JOBID"] = "99.pbs1"

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from jobscript_util import FAKE, last_loss, uninterrupted_loss, write_recipe, write_tiny_training
+from jobscript_util import FAKE, last_loss, times_started, uninterrupted_loss, write_recipe, write_tiny_training
 from launchtest_util import ROOT
 
 pytestmark = pytest.mark.scheduler
@@ -138,6 +138,7 @@ def test_slurm_preempted_job_requeues_and_finishes_with_same_loss(kind, tmp_path
     if kind == "stand-in":
         env1 = json.loads((t.run / "env" / "rank-1.json").read_text())
         assert env1["RANK"] == "1" and env1["WORLD_SIZE"] == "2" and env1["MASTER_PORT"] == "29511"
+    assert times_started(t.run) == 1, log[-6000:]  # resumed, not restarted
     assert t.final_loss() == t.reference_loss(reference), log[-6000:]
 
 
@@ -165,6 +166,7 @@ def test_sge_preempted_chain_resumes_and_finishes_with_same_loss(kind, tmp_path,
     if kind == "stand-in":
         env1 = json.loads((t.run / "env" / "rank-1.json").read_text())
         assert env1["RANK"] == "1" and env1["WORLD_SIZE"] == "2"
+    assert times_started(t.run) == 1, log[-6000:]  # resumed, not restarted
     assert t.final_loss() == t.reference_loss(reference), log[-6000:]
 
 
