@@ -199,3 +199,26 @@ def test_sampled_humaneval_through_lm_eval(preferring_llama, tmp_path):
     assert task["value"] == 0.0
     config = task["configs"]["cptkit_humaneval_sampled"]
     assert config["repeats"] == 10 and config["generation_kwargs"]["temperature"] == 0.2
+
+
+def test_en_suite_runs_on_fake_data(preferring_llama, tmp_path):
+    """All ten en columns through lm-eval (one document per task), group scores under the suite's metric keys."""
+    root = fake_root(tmp_path, ["en"])
+    en = load_suite("en")
+    generative = {"TriviaQA", "SQuAD2.0", "GSM8K", "MATH", "BBH", "HumanEval"}
+    lines = ["name: en_small", "tasks:"]
+    for t in en.tasks:
+        over = "{generation_kwargs: {until: ['\\n'], do_sample: false, max_gen_toks: 4}}" if t.column in generative else "{}"  # fmt: skip
+        lines.append(f"  - {{column: '{t.column}', template: {t.template}, shots: {t.shots}, metric: '{t.metric}', overrides: {over}}}")  # fmt: skip
+    suite = tmp_path / "en_small.yaml"
+    suite.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "en.json"
+    argv = ["eval", str(preferring_llama), "--suite", str(suite), "--data-root", str(root), "--device", "cpu"]
+    assert main([*argv, "--output", str(out), "--limit", "1"]) == 0
+    doc = json.loads(out.read_text())
+    assert [c for c, v in doc["scores"].items() if v is not None] == [t.column for t in en.tasks]
+    assert doc["scores"]["XWINO"] == 1.0  # both options score alike on this model; ties go to option 1, the key
+    groups = {c: doc["tasks"][c]["results"][doc["tasks"][c]["task"]] for c in ("MMLU", "BBH", "MATH")}
+    assert groups["MMLU"]["sample_count"] == {"acc,none": 57}  # one document from each subject
+    assert groups["BBH"]["sample_count"] == {"exact_match,get-answer": 27}
+    assert groups["MATH"]["sample_count"] == {"exact_match,none": 7}
