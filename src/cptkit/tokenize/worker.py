@@ -27,7 +27,9 @@ SKIP_REASONS = (
     "blank_line",
 )
 MAX_EXAMPLES = 10  # file:line of the first bad records, per shard and per manifest
-_ENCODE_BATCH_BYTES = 1 << 20  # bounded tokenizer memory: HF encodings cost ~100 bytes per token
+_ENCODE_BATCH_BYTES = (
+    64 << 10
+)  # HF encodings cost ~100 bytes a token: big batches thrash caches (2 workers: +30% CPU at 1 MiB)
 
 
 @dataclass(frozen=True)
