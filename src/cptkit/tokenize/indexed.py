@@ -83,8 +83,10 @@ def merge_shards(shards: Sequence[Path], prefix: Path, dtype: str, documents: in
         os.fsync(out.fileno())
     if pointer != os.path.getsize(bin_tmp):
         raise RuntimeError(f"{prefix}: index covers {pointer} bytes but .bin has {os.path.getsize(bin_tmp)}")
+    idx_final = prefix.with_name(prefix.name + ".idx")
+    idx_final.unlink(missing_ok=True)  # re-tokenizing: never an old .idx beside the new .bin, even for a moment
     os.replace(bin_tmp, prefix.with_name(prefix.name + ".bin"))
-    os.replace(idx_tmp, prefix.with_name(prefix.name + ".idx"))
+    os.replace(idx_tmp, idx_final)
     fsync_dir(prefix.parent)
 
 
