@@ -14,7 +14,7 @@ import pytest
 
 from cptkit.cli import main
 from cptkit.errors import UserError
-from cptkit.eval import targets
+from cptkit.eval import runner, targets
 
 
 def _run_dir(tmp_path: Path) -> Path:
@@ -67,8 +67,11 @@ def test_iteration_index_converts_and_evaluates_one_checkpoint(
     conversions = []
     real_convert = targets.convert
     monkeypatch.setattr(targets, "convert", lambda t: conversions.append(t.iteration) or real_convert(t))
+    loads = []
+    real_model = runner._model
+    monkeypatch.setattr(runner, "_model", lambda *a, **k: loads.append(a[0]) or real_model(*a, **k))
     assert main([*argv, "--suite", str(second), "--iteration-index", "1", "--delete-converted"]) == 0
-    assert conversions == [20]  # one conversion serves both suites
+    assert conversions == [20] and len(loads) == 1  # one conversion and one model load serve both suites
     assert not (run / "hf" / "iter_0000020").exists()  # converted here, removed once scored
     assert json.loads((run / "eval" / "iter_0000020" / "second.json").read_text())["scores"] == {"MC": 0.75}
     doc = json.loads((run / "eval" / "iter_0000020" / "local.json").read_text())

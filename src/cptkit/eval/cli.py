@@ -120,6 +120,7 @@ def _eval(args: argparse.Namespace) -> int:
         first = todo[0][1]
         converted_here = first.hf_dir is None
         hf_dir = first.hf_dir or eval_targets.convert(first)
+        loaded: dict = {}  # the model, loaded once for all suites of this checkpoint
         for suite, target in todo:
             extra = {"iteration": target.iteration, "consumed_tokens": target.consumed_tokens}
             if target.checkpoint is not None:
@@ -135,10 +136,12 @@ def _eval(args: argparse.Namespace) -> int:
                 model_args=args.model_args,
                 limit=args.limit,
                 extra=extra,
+                loaded=loaded,
             )
             runner.write_results(target.output, doc)
             scores = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in doc["scores"].items())
             print(f"{target.name}: {suite.name}: {scores} -> {target.output}")
+        loaded.clear()
         if converted_here and args.delete_converted:
             import shutil
 

@@ -87,8 +87,12 @@ def evaluate(
     model_args: str = "",
     limit: int | None = None,
     extra: dict | None = None,
+    loaded: dict | None = None,
 ) -> dict:
-    """Run every suite entry on the model in `hf_dir`; returns the results document (not yet written)."""
+    """Run every suite entry on the model in `hf_dir`; returns the results document (not yet written).
+
+    `loaded` keeps the model between calls (one checkpoint, several suites): pass the same dict each time.
+    """
     backend = pick_backend(backend)
     with tempfile.TemporaryDirectory(prefix="cptkit-eval-tasks-") as work:
         rendered = render_suite(suite, Path(work), root)
@@ -101,7 +105,15 @@ def evaluate(
         if any(t.template.startswith(("humaneval", "jhumaneval")) for t in suite.tasks):
             code.self_check()  # before spending hours generating: the checker must tell right from wrong
         manager = TaskManager(include_path=work, include_defaults=False)
-        lm = _model(hf_dir, backend, device=device, batch_size=batch_size, dtype=dtype, model_args=model_args)
+        loaded = {} if loaded is None else loaded
+        key = (str(hf_dir), backend, device, str(batch_size), dtype, model_args)
+        if loaded.get("key") != key:
+            loaded.clear()  # free the previous checkpoint's model before loading the next
+            loaded["lm"] = _model(
+                hf_dir, backend, device=device, batch_size=batch_size, dtype=dtype, model_args=model_args
+            )
+            loaded["key"] = key
+        lm = loaded["lm"]
         columns: dict[str, dict] = {}
         for task in suite.tasks:
             r = rendered[task.column]
