@@ -116,19 +116,46 @@ def test_ja_suite_runs_on_fake_data(preferring_llama, tmp_path):
 
 def test_fetch_plan_reads_lm_eval_templates(tmp_path):
     items = {i.key: i for i in fetch.plan([load_suite("en"), load_suite("ja")])}
-    assert items["xwinograd/en/test"].args == ("Muennighoff/xwinograd", "en", "test")
-    assert items["bbh/snarks/test"].args == ("SaylorTwift/bbh", "snarks", "test")
-    assert items["jglue/jcommonsenseqa/validation"].args == ("Rakuten/JGLUE", "JCommonsenseQA", "validation")
-    assert items["hendrycks_math/number_theory/train"].args == ("EleutherAI/hendrycks_math", "number_theory", "train")
-    assert items["mmlu/anatomy/test"].packaged and items["mmlu/anatomy/test"].args == ("cais/mmlu", "anatomy", "test")
+    assert items["xwinograd/en/test"].args == ("Muennighoff/xwinograd", "en", "test", None)
+    assert items["bbh/snarks/test"].args == ("SaylorTwift/bbh", "snarks", "test", None)
+    assert items["mgsm/ja/train"].args == ("juletxara/mgsm", "ja", "train", None)
+    assert items["hendrycks_math/number_theory/train"].args[:3] == (
+        "EleutherAI/hendrycks_math",
+        "number_theory",
+        "train",
+    )
+    assert items["mmlu/anatomy/test"].packaged and items["mmlu/anatomy/test"].args[:3] == (
+        "cais/mmlu",
+        "anatomy",
+        "test",
+    )
+    assert items["jmmlu/test"].args == ("nlp-waseda/JMMLU", None, "train", "refs/convert/parquet")
     assert items["wmt20/en-ja/test"].kind == "sacrebleu"
-    assert items["niilc/test"].kind == "manual"
+    assert items["jglue/jsquad/validation"].args[1] == "squad" and items["niilc/test"].args[1] == "niilc_xml"
+    assert all(i.kind != "manual" for i in items.values())
+
+
+def test_fetch_parses_the_corpora_own_formats():
+    xml = (
+        "<questions><question id='NIILC-1'><text>日本の首都は？</text>"
+        "<answers><answer>東京</answer><answer>東京都</answer></answers></question>"
+        "<question id='NIILC-2'><text>答えのない質問</text><answers/></question></questions>"
+    )
+    assert fetch.parse(xml, "niilc_xml") == [
+        {"id": "NIILC-1", "question": "日本の首都は？", "answers": ["東京", "東京都"]}
+    ]
+    squad = {"data": [{"title": "T", "paragraphs": [{"context": "T [SEP] 東京", "qas": [
+        {"id": "q1", "question": "首都は？", "answers": [{"text": "東京", "answer_start": 6}]}]}]}]}  # fmt: skip
+    (row,) = fetch.parse(json.dumps(squad), "squad")
+    assert row["answers"] == {"text": ["東京"], "answer_start": [6]} and row["context"] == "T [SEP] 東京"
+    assert fetch.parse('{"a": 1}\n{"a": 2}\n', "json") == [{"a": 1}, {"a": 2}]
+    assert fetch.parse('[{"a": 1}]', "json") == [{"a": 1}]
 
 
 def test_fetch_writes_jsonl_that_eval_then_finds(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def fake_hub(path, name, split):
+    def fake_hub(path, name, split, revision=None):
         calls.append((path, name, split))
         if split == "train":
             raise ValueError("no such split")  # optional few-shot pools may be missing upstream
@@ -141,7 +168,7 @@ def test_fetch_writes_jsonl_that_eval_then_finds(tmp_path, monkeypatch, capsys):
     assert main(["eval", "fetch-data", "--suite", str(suite), "--data-root", str(root), "--dry-run"]) == 0
     assert not root.exists() and not calls
     assert main(["eval", "fetch-data", "--suite", str(suite), "--data-root", str(root)]) == 0
-    assert calls == [("Muennighoff/xwinograd", "en", "test")]
+    assert calls == [("Muennighoff/xwinograd", "en", "test")]  # the dataset lm-eval's xwinograd_en template names
     found = eval_data.find_in_root(root, "xwinograd/en/test")
     assert found is not None and found.builder == "json"
     assert json.loads(found.files[0].read_text())["option1"] == "x"

@@ -4,11 +4,12 @@ Run it on a machine with internet, then copy DIR to the cluster and point `--dat
 For every split a task template names (see cptkit.eval.tasks), the source is, in order:
 
 - `cptkit.fetch.manual`: printed instructions (a corpus distributed only as XML, behind a form, ...);
-- `cptkit.fetch.url`: one URL per split, a JSON array or JSON-lines file (e.g. JEMHopQA's GitHub corpus);
+- `cptkit.fetch.url`: one URL per split, read as `format` (`json`: a JSON array or JSON lines, the default;
+  `squad`: SQuAD-style nested JSON flattened to one row per question, as JGLUE's JSQuAD; `niilc_xml`: NIILC's XML,
+  rows `{question, answers}`). Plain files from the corpora's own repositories: no dataset script runs;
 - `cptkit.fetch.sacrebleu`: the WMT test set through sacrebleu's own downloader, rows `{source, target}`;
-- `cptkit.fetch.all_configs`: every config of a hub dataset concatenated, with its name as `subject` (JMMLU);
 - otherwise the Hugging Face dataset the *included lm-eval template* reads (`dataset_path`, `dataset_name`), or the
-  template's `cptkit.fetch.path`/`name`; the split of the same name.
+  template's `cptkit.fetch.path`/`name`/`split`/`revision`; by default the split of the same name.
 
 Each split is written as `DIR/KEY.jsonl` (temporary name, then rename); splits already in DIR are left alone, and
 splits shipped by an installed package are skipped unless `--include-packaged`. Optional splits (few-shot pools) are
@@ -37,7 +38,7 @@ class FetchItem:
     task: str
     split: str
     key: str
-    kind: str  # "hub" | "url" | "sacrebleu" | "all_configs" | "manual"
+    kind: str  # "hub" | "url" | "sacrebleu" | "manual"
     args: tuple  # what the fetcher needs, hashable for de-duplication
     optional: bool
     packaged: bool
@@ -68,16 +69,14 @@ def _source(fetch: dict, upstream: dict, split: str, template: str) -> tuple[str
     if "manual" in fetch:
         return "manual", (fetch["manual"],)
     if "url" in fetch:
-        return "url", (fetch["url"][split],)
+        return "url", (fetch["url"][split], fetch.get("format", "json"))
     if "sacrebleu" in fetch:
         return "sacrebleu", (fetch["sacrebleu"]["test_set"], fetch["sacrebleu"]["langpair"])
     path = fetch.get("path") or upstream.get("dataset_path")
     if not path:
         raise ValueError(f"template {template}: no dataset to fetch")  # a packaging bug
     name = fetch.get("name", upstream.get("dataset_name"))
-    if fetch.get("all_configs"):
-        return "all_configs", (path, fetch.get("split", split))
-    return "hub", (path, name, split)
+    return "hub", (path, name, fetch.get("split", split), fetch.get("revision"))
 
 
 def fetch_data(suites: list[Suite], root: Path, *, dry_run: bool = False, include_packaged: bool = False) -> int:
@@ -123,24 +122,48 @@ def write_jsonl(path: Path, rows) -> int:
     return n
 
 
-def _hub(path: str, name: str | None, split: str):
+def _hub(path: str, name: str | None, split: str, revision: str | None = None):
     import datasets
 
-    return iter(datasets.load_dataset(path, name, split=split))
+    return iter(datasets.load_dataset(path, name, split=split, revision=revision))
 
 
-def _all_configs(path: str, split: str):
-    import datasets
-
-    rows = []
-    for config in datasets.get_dataset_config_names(path):
-        rows += [{"subject": config, **row} for row in datasets.load_dataset(path, config, split=split)]
-    return rows
-
-
-def _url(url: str):
+def _url(url: str, fmt: str = "json"):
     with urllib.request.urlopen(url, timeout=120) as response:
-        text = response.read().decode("utf-8")
+        return parse(response.read().decode("utf-8"), fmt)
+
+
+def parse(text: str, fmt: str) -> list[dict]:
+    """Rows from a downloaded file; see the module docstring for the formats."""
+    if fmt == "niilc_xml":
+        import xml.etree.ElementTree as ET
+
+        rows = []
+        for q in ET.fromstring(text).iter("question"):
+            question = next((n.text.strip() for n in q.iter("text") if n.text and n.text.strip()), None)
+            answers = [n.text.strip() for n in q.iter("answer") if n.text and n.text.strip()]
+            if question and answers:
+                rows.append({"id": q.get("id"), "question": question, "answers": answers})
+        return rows
+    if fmt == "squad":
+        return [
+            {
+                "id": qa["id"],
+                "title": article.get("title", ""),
+                "context": para["context"],
+                "question": qa["question"],
+                "answers": {
+                    "text": [a["text"] for a in qa.get("answers", [])],
+                    "answer_start": [a["answer_start"] for a in qa.get("answers", [])],
+                },
+                "is_impossible": bool(qa.get("is_impossible", False)),
+            }
+            for article in json.loads(text)["data"]
+            for para in article["paragraphs"]
+            for qa in para["qas"]
+        ]
+    if fmt != "json":
+        raise ValueError(f"unknown format {fmt!r}")
     stripped = text.lstrip()
     if stripped.startswith("["):
         return json.loads(stripped)
@@ -159,4 +182,4 @@ def _sacrebleu(test_set: str, langpair: str):
     return [{"source": s, "target": t} for s, t in zip(sources, references, strict=True)]
 
 
-_FETCHERS = {"hub": _hub, "all_configs": _all_configs, "url": _url, "sacrebleu": _sacrebleu}
+_FETCHERS = {"hub": _hub, "url": _url, "sacrebleu": _sacrebleu}
