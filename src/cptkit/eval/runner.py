@@ -115,18 +115,22 @@ def evaluate(
             loaded["key"] = key
         lm = loaded["lm"]
         columns: dict[str, dict] = {}
+        outputs: dict[tuple, dict] = {}
         for task in suite.tasks:
             r = rendered[task.column]
             task_limit = min(x for x in (task.limit, limit) if x is not None) if (task.limit or limit) else None
-            out = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=[r.entry],
-                task_manager=manager,
-                limit=task_limit,
-                log_samples=False,
-                confirm_run_unsafe_code=True,
-                bootstrap_iters=1000,
-            )
+            run_key = (r.entry, task_limit)
+            if run_key not in outputs:  # columns reading other metrics of the same run share it
+                outputs[run_key] = lm_eval.simple_evaluate(
+                    model=lm,
+                    tasks=[r.entry],
+                    task_manager=manager,
+                    limit=task_limit,
+                    log_samples=False,
+                    confirm_run_unsafe_code=True,
+                    bootstrap_iters=1000,
+                )
+            out = outputs[run_key]
             scores = out["results"].get(r.entry, {})
             metric_name, _, filter_name = task.metric.partition(",")
             if task.metric not in scores:

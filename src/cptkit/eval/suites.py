@@ -64,6 +64,16 @@ class Suite(BaseModel):
         dupes = sorted({c for c in columns if columns.count(c) > 1})
         if dupes:
             raise ValueError(f"duplicate columns: {', '.join(dupes)}")
+        # Columns may read several metrics of one run of a template (pass@1 and pass@10 of the same samples); the
+        # template is then run once, so it must be configured identically.
+        first: dict[str, SuiteTask] = {}
+        for t in v:
+            seen = first.setdefault(t.template, t)
+            if (seen.shots, seen.limit, seen.overrides) != (t.shots, t.limit, t.overrides):
+                raise ValueError(
+                    f"columns {seen.column!r} and {t.column!r} use template {t.template!r} with different shots, "
+                    "limit or overrides; a template runs once per suite"
+                )
         return v
 
 
