@@ -55,3 +55,12 @@ def test_atomic_open_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("crash mid-write")
     assert target.read_text() == '{\n  "a": 1\n}\n'  # the old file survives whole
     assert sorted(os.listdir(tmp_path)) == ["out.json"]  # no temporary left behind
+
+
+def test_atomic_files_get_umask_mode_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
