@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -55,12 +56,23 @@ def run_spawned(fn: Callable[..., Any], world_size: int, *args: Any, timeout_s: 
     for p in procs:
         p.start()
     out: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout_s
     try:
-        for _ in range(world_size):
+        while len(out) < world_size:
             try:
-                rank, status, value = results.get(timeout=timeout_s)
+                rank, status, value = results.get(timeout=1.0)
             except queue.Empty:
-                raise TimeoutError(f"spawned ranks did not finish within {timeout_s} s") from None
+                # A rank that died without reporting (killed, segfault, os._exit) must fail the call, not hang it.
+                dead = [(r, p.exitcode) for r, p in enumerate(procs) if r not in out and p.exitcode is not None]
+                if dead:
+                    time.sleep(2.0)  # its result may still be in the pipe
+                    if results.empty():
+                        raise RuntimeError(
+                            f"spawned rank(s) exited without a result (rank, exit code): {dead}"
+                        ) from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"spawned ranks did not finish within {timeout_s} s") from None
+                continue
             if status == "error":
                 raise RuntimeError(f"rank {rank} failed:\n{value}")
             out[rank] = value

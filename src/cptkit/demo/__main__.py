@@ -86,7 +86,7 @@ def generate(hf_dir: Path, prompts: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cptkit.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="demo_run", help="where every artifact goes (default ./demo_run)")
-    ap.add_argument("--iters", type=int, default=300, help="training iterations (default 300)")
+    ap.add_argument("--iters", type=int, default=120, help="training iterations (default 120)")
     ap.add_argument("--small", action="store_true", help="CI size: less text, no eval")
     ap.add_argument("--no-eval", action="store_true", help="skip `cptkit eval --suite quick`")
     args = ap.parse_args(argv)
