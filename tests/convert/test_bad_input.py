@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_hf_model
+from convhelp import make_hf_model
 from safetensors.torch import load_file, save_file
 
 from cptkit.cli import main

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_hf_model
+from convhelp import make_hf_model
 from safetensors.torch import load_file
 
 from cptkit.convert.hf_to_mcore import convert_hf_to_mcore

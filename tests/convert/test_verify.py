@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SEQ_LEN, make_hf_model
+from convhelp import SEQ_LEN, make_hf_model
 from test_roundtrip import assert_bit_exact, load_dir
 
 from cptkit.cli import main
