@@ -9,6 +9,7 @@ gloo backend and cptkit's CPU shims (tests and the demo only).
     cptkit train recipes/tiny_cpu.yaml --dry-run
     cptkit train recipes/tiny_cpu.yaml run_dir=/tmp/tiny training.train_iters=30
     torchrun --nproc-per-node 2 -m cptkit.cli train recipes/tiny_cpu.yaml parallel.num_gpus=2
+    cptkit train schema -o docs/recipe.md      # the recipe field reference, generated from the schema (torch-free)
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
         help="train a recipe on megatron-core (resumes from the run's latest checkpoint)",
-        description="Run continual pre-training from a recipe; key=value overrides any recipe field.",
+        description="Run continual pre-training from a recipe; key=value overrides any recipe field. "
+        "`cptkit train schema [-o FILE]` prints the recipe field reference (Markdown, generated from the schema; "
+        "docs/recipe.md is this output).",
     )
     _common(train)
-    train.add_argument("--dry-run", action="store_true", help="print the resolved recipe and plan, then exit")
+    train.add_argument(
+        "--dry-run", action="store_true", help="print the resolved recipe and plan, then exit (schema -o: print)"
+    )
+    train.add_argument(
+        "-o", "--output", default=None, help="with `schema`: write the reference to this file (atomically)"
+    )
     train.set_defaults(func=_train)
 
     plan = subparsers.add_parser(
@@ -51,6 +59,18 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cptkit.errors import UserError
+
+    # `train` takes a recipe path, so the reference is `train schema` rather than a sub-parser (a file named
+    # "schema" in the current directory is still trained as a recipe).
+    if args.recipe == "schema" and not Path(args.recipe).is_file():
+        if args.overrides:
+            raise UserError(f"`cptkit train schema` takes no overrides, got {' '.join(args.overrides)}")
+        return _schema(args.output, args.dry_run)
+    if args.output is not None:
+        raise UserError("-o/--output is only for `cptkit train schema`", file="command line", field="--output")
     from cptkit.train.plan import make_plan
     from cptkit.train.recipe import load_recipe, resolved_yaml
 
@@ -66,6 +86,22 @@ def _train(args: argparse.Namespace) -> int:
     from cptkit.train.loop import train
 
     return train(recipe)
+
+
+def _schema(output: str | None, dry_run: bool) -> int:
+    import sys
+
+    from cptkit.train.schema_doc import markdown
+
+    text = markdown()
+    if output and not dry_run:
+        from cptkit.util.atomic import write_text
+
+        write_text(output, text)
+        print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _quiet_known_warnings() -> None:

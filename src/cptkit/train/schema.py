@@ -19,6 +19,9 @@ class _Section(BaseModel):
 
 
 class ModelSection(_Section):
+    """The model to train: where its weights come from and its shape. `cptkit convert hf-to-mcore` writes the
+    checkpoint `init_checkpoint` names; `config` lets `cptkit plan` work on a login node without it."""
+
     init_checkpoint: str | None = Field(
         None,
         description="Directory written by `cptkit convert hf-to-mcore` (cptkit_model.json + weights). The first run "
@@ -30,26 +33,51 @@ class ModelSection(_Section):
         description="cptkit.model.ModelConfig fields. Needed when init_checkpoint is null; otherwise used to plan "
         "without the checkpoint (login node, CI) and checked against the checkpoint's cptkit_model.json at start.",
     )
-    init_method_std: float = Field(0.02, gt=0, description="Std of the normal init (random initialisation only).")
+    init_method_std: float = Field(
+        0.02,
+        gt=0,
+        description="Standard deviation of the normal weight init (random initialisation only; ignored when "
+        "init_checkpoint is loaded).",
+    )
 
 
 class DataSection(_Section):
-    mixture: str = Field(..., description="Mixture file (data_mix/*.yaml), resolved in-process by cptkit.mix.")
+    """The training data: a mixture file, resolved in-process by `cptkit.mix` into a megatron-core blend
+    (BlendedMegatronDatasetBuilder + GPTDataset over the tokenized prefixes). The resolved blend's fingerprint is
+    stored in every checkpoint."""
+
+    mixture: str = Field(
+        ...,
+        description="Mixture file (data_mix/*.yaml), resolved in-process by cptkit.mix; its prefixes must be "
+        "tokenized (`cptkit tokenize`). ${VAR} expanded.",
+    )
     split: str = Field(
-        "990,10,0", description="train,valid,test split of every prefix's documents, Megatron style (weights)."
+        "990,10,0",
+        description="train,valid,test split of every prefix's documents, Megatron style: three non-negative "
+        "weights, train > 0 ('990,10,0' = 99% / 1% / 0%). Validation (eval.interval_iters) needs valid > 0.",
     )
     allow_mixture_change: bool = Field(
-        False, description="Resume even though the resolved mixture's fingerprint differs from the checkpoint's."
+        False,
+        description="Resume even though the resolved mixture's fingerprint (weights, sources and every "
+        "prefix's .idx bytes) differs from the checkpoint's; without it such a resume is refused.",
     )
     cache_dir: str | None = Field(
-        None, description="Where GPTDataset writes its index caches (default RUN_DIR/data_cache)."
+        None,
+        description="Where GPTDataset writes its sample-index caches (null = RUN_DIR/data_cache). ${VAR} expanded.",
     )
-    num_workers: int = Field(2, ge=0, description="DataLoader worker processes per rank.")
+    num_workers: int = Field(
+        2, ge=0, description="DataLoader worker processes per rank (0 = load in the training process)."
+    )
     reset_position_ids: bool = Field(False, description="Restart position ids after every end-of-document token.")
-    reset_attention_mask: bool = Field(False, description="Mask attention across documents (needs an attention mask).")
+    reset_attention_mask: bool = Field(
+        False, description="Mask attention across documents (builds an explicit attention mask: slower, more memory)."
+    )
     eod_mask_loss: bool = Field(False, description="Do not train on predicting end-of-document tokens.")
     eod_token_id: int | None = Field(
-        None, ge=0, description="End-of-document id (Llama-3: 128001); needed by reset_* and eod_mask_loss."
+        None,
+        ge=0,
+        description="End-of-document token id (Llama-3: 128001, `<|end_of_text|>`); required when reset_position_ids, "
+        "reset_attention_mask or eod_mask_loss is true.",
     )
 
     @field_validator("split")
@@ -72,32 +100,55 @@ class DataSection(_Section):
 
 
 class TrainingSection(_Section):
-    seq_length: PositiveInt = Field(..., description="Tokens per sequence.")
+    """Sequence length, batch sizes, the token budget and numerics. One iteration is one optimizer step over
+    `global_batch_size` sequences of `seq_length` tokens; gradient-accumulation steps =
+    global_batch_size / (micro_batch_size x DP)."""
+
+    seq_length: PositiveInt = Field(
+        ..., description="Tokens per sequence (at most the model's max_position_embeddings)."
+    )
     global_batch_size: PositiveInt = Field(
-        ..., description="Sequences per optimizer step, over all data-parallel ranks."
+        ...,
+        description="Sequences per optimizer step, over all data-parallel ranks; must be divisible by "
+        "micro_batch_size x DP.",
     )
     micro_batch_size: PositiveInt = Field(..., description="Sequences per forward/backward pass on one GPU.")
-    train_iters: PositiveInt | None = Field(None, description="Optimizer steps to train for (this or train_tokens).")
+    train_iters: PositiveInt | None = Field(
+        None, description="Optimizer steps to train for. Give this or train_tokens (both: they must agree)."
+    )
     train_tokens: int | None = Field(
-        None, description="Token budget ('50B'); iterations = ceil(budget / tokens per iteration)."
+        None,
+        description="Token budget, > 0 ('50B', '850M' or an integer); iterations = ceil(budget / (global_batch_size x "
+        "seq_length)). Give this or train_iters.",
     )
-    z_loss_coef: float = Field(0.0, ge=0, description="Adds coef * logsumexp(logits)^2 per token to the loss; 0 = off.")
-    seed: int = Field(1234, ge=0, description="Seed for init, dropout and data order.")
+    z_loss_coef: float = Field(
+        0.0,
+        ge=0,
+        description="Adds coef x logsumexp(logits)^2 per token to the loss (PaLM's z-loss; 1e-4 in the Swallow "
+        "ablations); 0 = off.",
+    )
+    seed: int = Field(1234, ge=0, description="Seed for init, dropout and the data order (GPTDataset shuffling).")
     precision: Literal["bf16", "fp16", "fp32"] = Field(
-        "bf16", description="Compute precision; master weights are fp32."
+        "bf16", description="Compute precision; master weights are fp32. CPU runs need fp32."
     )
-    grad_reduce_in_fp32: bool = Field(True, description="Accumulate and all-reduce gradients in fp32.")
+    grad_reduce_in_fp32: bool = Field(
+        True, description="Accumulate and all-reduce gradients in fp32 (costs 4 bytes per parameter instead of 2)."
+    )
     activation_recompute: Literal["none", "selective", "full"] = Field(
         "none", description="Recompute activations in backward: selective = core attention, full = whole layers."
     )
     recompute_method: Literal["uniform", "block"] = Field(
-        "uniform", description="Full recompute: how layers are grouped."
+        "uniform",
+        description="Full recompute only: uniform = every layer, in groups of recompute_num_layers; block = "
+        "only the first recompute_num_layers layers of each pipeline stage.",
     )
     recompute_num_layers: PositiveInt = Field(
-        1, description="Full recompute: layers per group (uniform) or count (block)."
+        1, description="Full recompute only: layers per group (uniform) or recomputed layers per stage (block)."
     )
     attention_backend: Literal["auto", "flash", "fused", "unfused", "local"] = Field(
-        "auto", description="megatron-core AttnBackend; auto picks the best available (CPU: local)."
+        "auto",
+        description="megatron-core AttnBackend; auto picks the best available (flash attention on GPU, "
+        "local on CPU). unfused and local keep the full score matrix (more memory).",
     )
 
     @field_validator("train_tokens", mode="before")
@@ -115,18 +166,25 @@ class TrainingSection(_Section):
 
 
 class OptimizerSection(_Section):
+    """AdamW through megatron-core's `get_megatron_optimizer` (fp32 master weights, grad clipping, distributed
+    optimizer)."""
+
     lr: float = Field(..., gt=0, description="Peak learning rate, reached at the end of warmup.")
-    min_lr: float = Field(0.0, ge=0, description="Learning rate at the end of the decay.")
+    min_lr: float = Field(0.0, ge=0, description="Learning rate at the end of the decay; at most lr.")
     weight_decay: float = Field(0.1, ge=0, description="Decoupled (AdamW) weight decay; not applied to norms/biases.")
     adam_beta1: float = Field(0.9, gt=0, lt=1, description="Adam β1 (first-moment decay).")
     adam_beta2: float = Field(0.95, gt=0, lt=1, description="Adam β2 (second-moment decay).")
     adam_eps: float = Field(1e-8, gt=0, description="Adam ε.")
-    clip_grad: float = Field(1.0, ge=0, description="Global gradient-norm clip; 0 = off.")
+    clip_grad: float = Field(1.0, ge=0, description="Clip the global gradient L2 norm to this value; 0 = off.")
     use_distributed_optimizer: bool = Field(
-        True, description="Shard optimizer state over data-parallel ranks (ZeRO-1). Needs CUDA; CPU runs set false."
+        True,
+        description="Shard optimizer state over data-parallel ranks (ZeRO-1; saved dp_reshardable: resume "
+        "with the same TP/PP). Needs CUDA; CPU runs set false.",
     )
     overlap_grad_reduce: bool = Field(False, description="Overlap gradient reduce-scatter with backward.")
-    overlap_param_gather: bool = Field(False, description="Overlap parameter all-gather with forward (dist. opt.).")
+    overlap_param_gather: bool = Field(
+        False, description="Overlap parameter all-gather with forward; needs use_distributed_optimizer."
+    )
 
     @model_validator(mode="after")
     def _lrs(self) -> OptimizerSection:
@@ -138,21 +196,39 @@ class OptimizerSection(_Section):
 
 
 class ScheduleSection(_Section):
+    """The learning-rate schedule, run by megatron-core's `OptimizerParamScheduler`: linear warmup from
+    `lr_warmup_init` to `optimizer.lr`, then a decay to `optimizer.min_lr`. Saved in every checkpoint and checked on
+    resume."""
+
     lr_decay_style: Literal["cosine", "linear", "constant", "inverse-square-root", "WSD"] = Field(
-        "cosine", description="Shape of the decay from lr to min_lr after warmup (megatron-core's styles)."
+        "cosine",
+        description="Shape of the decay from lr to min_lr after warmup (megatron-core's styles). WSD "
+        "(warmup-stable-decay) holds lr, then decays over the last lr_wsd_decay_iters.",
     )
-    lr_warmup_iters: int | None = Field(None, ge=0, description="Linear warmup from lr_warmup_init, in iterations.")
-    lr_warmup_tokens: int | None = Field(None, description="Warmup as a token count ('8B'); or lr_warmup_iters.")
-    lr_warmup_init: float = Field(0.0, ge=0, description="Learning rate at iteration 0.")
+    lr_warmup_iters: int | None = Field(
+        None,
+        ge=0,
+        description="Linear warmup from lr_warmup_init to lr. Give this or lr_warmup_tokens, not both; must be "
+        "shorter than the decay. null = no warmup.",
+    )
+    lr_warmup_tokens: int | None = Field(
+        None, description="Warmup as a token count ('8B'), rounded up to whole iterations; or lr_warmup_iters."
+    )
+    lr_warmup_init: float = Field(0.0, ge=0, description="Learning rate at iteration 0 (start of the warmup).")
     lr_decay_iters: PositiveInt | None = Field(
         None, description="Iterations over which the LR decays to min_lr, warmup included (default: all iterations)."
     )
-    lr_wsd_decay_iters: PositiveInt | None = Field(None, description="WSD only: length of the final decay, iterations.")
+    lr_wsd_decay_iters: PositiveInt | None = Field(
+        None,
+        description="WSD only (and required by it): length of the final decay; at most the post-warmup iterations.",
+    )
     lr_wsd_decay_style: Literal["linear", "cosine", "exponential", "minus_sqrt"] = Field(
         "linear", description="WSD only: shape of the final decay."
     )
     override_on_resume: bool = Field(
-        False, description="On resume, use this schedule even if it differs from the checkpoint's (else an error)."
+        False,
+        description="On resume, use this schedule even if it differs from the checkpoint's (lr, min_lr, warmup, "
+        "decay iterations and style, weight decay); without it such a resume is refused naming the key.",
     )
 
     @field_validator("lr_warmup_tokens", mode="before")
@@ -170,48 +246,110 @@ class ScheduleSection(_Section):
 
 
 class ParallelSection(_Section):
-    num_gpus: PositiveInt = Field(..., description="World size the recipe is planned for (one process per GPU).")
-    tensor_model_parallel_size: PositiveInt = Field(1, description="TP: GPUs sharing each layer's matrices.")
-    pipeline_model_parallel_size: PositiveInt = Field(1, description="PP: pipeline stages (layers split in order).")
-    context_parallel_size: PositiveInt = Field(1, description="CP: GPUs sharing each sequence (long context).")
-    sequence_parallel: bool = Field(False, description="Shard norms/dropout activations along the sequence (TP > 1).")
+    """The parallel layout the recipe is planned for. DP (data-parallel size) = num_gpus / (TP x PP x CP); the
+    checks `cptkit plan` runs on it are listed under "What `plan` checks"."""
+
+    num_gpus: PositiveInt = Field(
+        ...,
+        description="World size the recipe is planned for (one process per GPU); a multiple of TP x PP x CP. A job "
+        "with a different number of processes is refused, naming the override to pass.",
+    )
+    tensor_model_parallel_size: PositiveInt = Field(
+        1,
+        description="TP: GPUs sharing each layer's matrices; must divide the attention heads, KV heads and padded "
+        "vocabulary. Keep it within a node.",
+    )
+    pipeline_model_parallel_size: PositiveInt = Field(
+        1, description="PP: pipeline stages (layers split in order); must divide num_layers."
+    )
+    context_parallel_size: PositiveInt = Field(
+        1, description="CP: GPUs sharing each sequence (long context); seq_length must be divisible by 2 x CP."
+    )
+    sequence_parallel: bool = Field(
+        False,
+        description="Shard norm/dropout activations along the sequence; needs TP > 1, seq_length divisible by TP x "
+        "CP. Not on CPU.",
+    )
 
 
 class CheckpointSection(_Section):
-    dir: str | None = Field(None, description="Checkpoint directory (default RUN_DIR/checkpoints).")
-    interval_iters: PositiveInt | None = Field(None, description="Save every N iterations; null = only at the end.")
-    keep_last: PositiveInt | None = Field(None, description="Keep the newest K checkpoints; null = keep all.")
+    """When to save, what to keep. Checkpoints are megatron-core `dist_checkpointing` (torch_dist) directories
+    `iter_NNNNNNN/` (see "Checkpoints" above); the latest one is always kept."""
+
+    dir: str | None = Field(None, description="Checkpoint directory (null = RUN_DIR/checkpoints). ${VAR} expanded.")
+    interval_iters: PositiveInt | None = Field(
+        None, description="Save every N iterations; null = only at the end (and on SIGTERM/SIGUSR1)."
+    )
+    keep_last: PositiveInt | None = Field(
+        None,
+        description="Keep the newest K checkpoints (plus keep_every_iters multiples and the latest); null = keep all.",
+    )
     keep_every_iters: PositiveInt | None = Field(
         None, description="Also keep, forever, checkpoints whose iteration is a multiple of this."
     )
     save_on_signal: bool = Field(True, description="On SIGTERM/SIGUSR1 save a checkpoint and exit 0 (requeue).")
-    fully_parallel_save: bool = Field(True, description="Spread the save work over data-parallel ranks.")
+    fully_parallel_save: bool = Field(
+        True, description="Spread the save work over data-parallel ranks (megatron-core's fully parallel save)."
+    )
 
 
 class EvalSection(_Section):
-    interval_iters: PositiveInt | None = Field(None, description="Validation every N iterations; null = never.")
-    iters: PositiveInt = Field(10, description="Validation batches (of global_batch_size sequences) per evaluation.")
+    """Validation loss during training, on the validation split of the same mixture (results in
+    `RUN_DIR/logs/validation.jsonl`). Benchmark evaluation of saved checkpoints is `cptkit eval`."""
+
+    interval_iters: PositiveInt | None = Field(
+        None, description="Validation every N iterations; null = never. Needs a validation split (data.split)."
+    )
+    iters: PositiveInt = Field(
+        10,
+        description="Validation batches (of global_batch_size sequences) per evaluation; the same batches every "
+        "time, so losses are comparable.",
+    )
 
 
 class LoggingSection(_Section):
-    interval_iters: PositiveInt = Field(1, description="Log (console, metrics.jsonl, TensorBoard, wandb) every N.")
+    """Training metrics: console, `RUN_DIR/logs/metrics.jsonl`, TensorBoard and wandb (see "Logs" above)."""
+
+    interval_iters: PositiveInt = Field(
+        1, description="Log (console, metrics.jsonl, TensorBoard, wandb) every N iterations."
+    )
     tensorboard: bool = Field(True, description="Write TensorBoard events to RUN_DIR/tensorboard.")
-    wandb_project: str | None = Field(None, description="wandb project; null = no wandb.")
+    wandb_project: str | None = Field(None, description="wandb project; null = no wandb. Runs go to RUN_DIR/wandb.")
     wandb_entity: str | None = Field(None, description="wandb team or user; null = your default.")
-    wandb_mode: Literal["offline", "online"] = Field("offline", description="offline needs no network.")
+    wandb_mode: Literal["offline", "online"] = Field(
+        "offline",
+        description="offline needs no network (upload later with `wandb sync RUN_DIR/wandb/offline-run-*`).",
+    )
     peak_tflops_per_gpu: float = Field(
-        989.0, gt=0, description="Dense bf16 peak for MFU (H100 SXM 989, H200 989, A100 312)."
+        989.0,
+        gt=0,
+        description="Dense bf16 peak of one GPU, the denominator of MFU (H100 SXM 989, H200 989, A100 312).",
     )
     loss_spike_factor: float = Field(
-        1.5, gt=1, description="Warn when the loss exceeds this factor times its recent average."
+        1.5, gt=1, description="Warn when the loss exceeds this factor times the mean of the last 20 logged losses."
     )
 
 
 class Recipe(_Section):
-    inherit: str | None = Field(None, description="Base recipe file, relative to this recipe's directory.")
-    name: str = Field(..., min_length=1, description="Run name; also ${name} in paths.")
+    """Top-level keys. `data`, `training`, `optimizer` and `parallel` are required sections (in the file or inherited
+    from its base); the others may be left out (every key has a default)."""
+
+    inherit: str | None = Field(
+        None,
+        description="Base recipe file, relative to this recipe's directory; loaded first, this file merged over it "
+        "(see Inheritance and overrides).",
+    )
+    name: str = Field(
+        ...,
+        min_length=1,
+        description="Run name; ${name} in path fields. With inherit, defaults to the file's stem (never the base's).",
+    )
     description: str = Field("", description="Free text: what this run or ablation is.")
-    run_dir: str = Field("runs/${name}", description="Run directory (checkpoints, logs); ${VAR} expanded.")
+    run_dir: str = Field(
+        "runs/${name}",
+        description="Run directory (checkpoints, logs, recipe.resolved.yaml); ${VAR} expanded. Rerunning with the "
+        "same run_dir resumes.",
+    )
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection
     training: TrainingSection
