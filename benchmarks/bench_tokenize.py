@@ -1,12 +1,13 @@
 """Tokenization speed and memory: cptkit vs the raw tokenizer vs a Megatron-LM-style baseline, in one run.
 
-    .venv/bin/python -m benchmarks tokenize                                   # CPU only; ~3 min on 2 idle cores
-    .venv/bin/python -m benchmarks tokenize --speed-mb=4 --base-mb=0.5        # quicker (write options with `=`)
+    .venv/bin/python -m benchmarks tokenize                                   # CPU only; ~6 min on 2 idle cores
+    .venv/bin/python -m benchmarks tokenize --speed-mb=4 --base-mb=0.5 --repeats=1   # quicker (options with `=`)
     CPTKIT_BENCH_CORPUS=/path/with/{code,ja,en}.jsonl.gz .venv/bin/python -m benchmarks tokenize
 
 From the corpus (default /work/shared/bench/corpus; never copied into the repo) it writes samples to a temporary
-directory: the speed sample (the first `--speed-mb` MB of text of each of code, ja, en, or all a file has: the code
-corpus holds 12.2 MB), and for memory 1× = `--base-mb` MB per file and `--scale`× that. On the speed sample, with the
+directory: the speed sample (the first `--speed-mb` MB of text of each of code, ja, en, or all a file has: by default
+the whole corpus, 12.2 + 13.8 + 90.6 MB; a few MB measure mostly cptkit's ~1 s of start-up, loading Llama-3's
+tokenizer.json, which a real run of hours does not notice), and for memory 1× = `--base-mb` MB per file and `--scale`× that. On the speed sample, with the
 real Llama-3 tokenizer (tokenizer.json) and 2 cores, it measures side by side:
 
 - raw:      `Tokenizer.encode_batch` on the texts already in memory, all cores (the `tokenizers` thread pool): the
@@ -16,12 +17,11 @@ real Llama-3 tokenizer (tokenizer.json) and 2 cores, it measures side by side:
             document through megatron-core's HuggingFace `MegatronTokenizer.tokenize`, one writer into megatron-core's
             `IndexedDatasetBuilder`.
 
-Raw and cptkit run twice, alternating, and the best of each is kept; tokens per CPU-second (user + sys of the process
-tree) are shown beside the wall-clock rates because other jobs may share the cores. cptkit runs with
-`--no-split-special-tokens`, so its `.bin`/`.idx` must equal the baseline's byte for byte (checked). Peak RSS is the
-sum over the process tree, sampled every 50 ms. Targets: cptkit ≥ 85% of raw, ≥ 2× the baseline, peak RSS flat from
-1× to `--scale`× input.
-"""
+Raw and cptkit run `--repeats` times, alternating, and the best of each is kept (noise only ever adds time); tokens
+per CPU-second (user + sys of the process tree) are shown beside the wall-clock rates because other jobs may share the
+cores. cptkit runs with `--no-split-special-tokens`, so its `.bin`/`.idx` must equal the baseline's byte for byte
+(checked). Peak RSS is the sum over the process tree, sampled every 50 ms. Targets: cptkit ≥ 85% of raw, ≥ 2× the
+baseline, peak RSS flat from 1× to `--scale`× input. """
 
 from __future__ import annotations
 
@@ -204,8 +204,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench_tokenize", description=__doc__.split("\n")[0])
     parser.add_argument("--base-mb", type=float, default=1.0, help="MB of text per corpus file in the 1x sample")
     parser.add_argument("--scale", type=int, default=10, help="the large sample is this many times the 1x sample")
-    parser.add_argument("--speed-mb", type=float, default=16.0, help="MB of text per corpus file for the speed runs")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of raw and cptkit (alternating); best kept")
+    parser.add_argument("--speed-mb", type=float, default=100.0, help="MB of text per corpus file for the speed runs")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of raw and cptkit (alternating); best kept")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--sample", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)

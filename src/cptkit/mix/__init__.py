@@ -5,20 +5,30 @@ Public API (pure Python, no torch/megatron import):
     from cptkit.mix import load_mixture, resolve, resolve_file
     mixture = load_mixture("data_mix/demo.yaml")     # validated Mixture, or UserError naming file and field
     blend = resolve_file("data_mix/demo.yaml")       # ResolvedBlend: entries, megatron_blend(), fingerprint
+
+The names are imported on first use: `cptkit.mix.cli` is imported by every `cptkit` command to build the parser, and
+pydantic + numpy would add ~0.3 s to each (a whole `cptkit tokenize` startup budget).
 """
 
-from cptkit.mix.resolve import BlendEntry, ResolvedBlend, resolve, resolve_file
-from cptkit.mix.schema import Dataset, Group, Input, Mixture, Source, load_mixture
+import importlib
 
-__all__ = [
-    "BlendEntry",
-    "Dataset",
-    "Group",
-    "Input",
-    "Mixture",
-    "ResolvedBlend",
-    "Source",
-    "load_mixture",
-    "resolve",
-    "resolve_file",
-]
+_EXPORTS = {
+    "BlendEntry": "cptkit.mix.resolve",
+    "ResolvedBlend": "cptkit.mix.resolve",
+    "resolve": "cptkit.mix.resolve",
+    "resolve_file": "cptkit.mix.resolve",
+    "Dataset": "cptkit.mix.schema",
+    "Group": "cptkit.mix.schema",
+    "Input": "cptkit.mix.schema",
+    "Mixture": "cptkit.mix.schema",
+    "Source": "cptkit.mix.schema",
+    "load_mixture": "cptkit.mix.schema",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cptkit.mix' has no attribute {name!r}")

@@ -27,8 +27,7 @@ import os
 import shutil
 import sys
 import time
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,7 +244,7 @@ class Runner:
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=job.name, disable=disable, file=sys.stderr)
         started = time.monotonic()
         done_bytes = 0
-        pending: deque = deque()
+        pending: dict[Future, int] = {}  # in flight -> input bytes read when it was cut
 
         def account(stats: dict, raw_end: int) -> None:
             nonlocal done_bytes
@@ -279,19 +278,21 @@ class Runner:
                         chunk.payload,
                         job.text_field,
                     )
-                    pending.append((fut, base + chunk.raw_end))
-                    while len(pending) >= 2 * self.workers:
-                        fut, end = pending.popleft()
-                        account(fut.result(), end)
+                    pending[fut] = base + chunk.raw_end
+                    if len(pending) >= 2 * self.workers:
+                        # Whichever finished first, not the oldest: a long chunk must not leave the other workers
+                        # idle behind it (head-of-line blocking).
+                        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            account(fut.result(), pending.pop(fut))
                 # The file's chunk list is final once it is read; its chunks may still be in flight (no bubble).
                 write_json(
                     wdir / "files" / f"{f_idx:05d}.json",
                     {**file.identity(), "chunks": scanner.chunks, "records": scanner.records, "sha256": scanner.sha256},
                 )
                 base += file.size_bytes
-            while pending:
-                fut, end = pending.popleft()
-                account(fut.result(), end)
+            for fut in list(pending):
+                account(fut.result(), pending.pop(fut))
         except BrokenProcessPool:
             raise UserError(
                 "a tokenizer worker process died (killed, or out of memory: try fewer --workers); finished chunks "
@@ -300,7 +301,7 @@ class Runner:
                 field=job.name,
             ) from None
         except BaseException:
-            for fut, _ in pending:
+            for fut in pending:
                 fut.cancel()
             raise
         finally:
