@@ -7,8 +7,9 @@
 From the corpus (default /work/shared/bench/corpus; never copied into the repo) it writes samples to a temporary
 directory: the speed sample (the first `--speed-mb` MB of text of each of code, ja, en, or all a file has: by default
 the whole corpus, 12.2 + 13.8 + 90.6 MB; a few MB measure mostly cptkit's ~1 s of start-up, loading Llama-3's
-tokenizer.json, which a real run of hours does not notice), and for memory 1× = `--base-mb` MB per file and `--scale`× that. On the speed sample, with the
-real Llama-3 tokenizer (tokenizer.json) and 2 cores, it measures side by side:
+tokenizer.json, which a real run of hours does not notice), and for memory 1× = `--base-mb` MB per file and
+`--scale`× that. On the speed sample, with the real Llama-3 tokenizer (tokenizer.json) and 2 cores, it measures side
+by side:
 
 - raw:      `Tokenizer.encode_batch` on the texts already in memory, all cores (the `tokenizers` thread pool): the
             ceiling any pipeline can reach;
@@ -21,7 +22,8 @@ Raw and cptkit run `--repeats` times, alternating, and the best of each is kept 
 per CPU-second (user + sys of the process tree) are shown beside the wall-clock rates because other jobs may share the
 cores. cptkit runs with `--no-split-special-tokens`, so its `.bin`/`.idx` must equal the baseline's byte for byte
 (checked). Peak RSS is the sum over the process tree, sampled every 50 ms. Targets: cptkit ≥ 85% of raw, ≥ 2× the
-baseline, peak RSS flat from 1× to `--scale`× input. """
+baseline, peak RSS flat from 1× to `--scale`× input.
+"""
 
 from __future__ import annotations
 
