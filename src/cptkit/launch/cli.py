@@ -3,7 +3,7 @@
     cptkit launch recipes/tiny_cpu.yaml --cluster launch/local.yaml --dry-run
     cptkit launch recipes/X.yaml --cluster launch/abci3.yaml --nodes 8 --chain 5 --submit
     cptkit launch --tokenize data_mix/X.yaml --num-shards 64 --cluster launch/tsubame4.yaml --submit
-    cptkit launch --convert mcore-to-hf RUN/checkpoints/iter_0012500 OUT --cluster launch/slurm.yaml --submit
+    cptkit launch --cluster launch/slurm.yaml --submit --convert mcore-to-hf RUN/checkpoints/iter_0012500 OUT
     cptkit launch --eval RUN_DIR --suite ja --cluster launch/hyperpod.yaml --submit
     cptkit status RUN_DIR
 
@@ -73,6 +73,15 @@ def _plan(args: argparse.Namespace):
     from cptkit.launch.profile import load_profile
     from cptkit.launch.recipe import read_recipe
 
+    # --convert takes the rest of the line: a launch option after it would silently go to `cptkit convert`
+    # (an unsubmitted job whose script then fails on the unknown option).
+    misplaced = [a for a in args.convert or () if a.split("=")[0] in ("--submit", "--walltime", "--work-dir")]
+    if misplaced:
+        raise UserError(
+            f"{misplaced[0]} after --convert would be passed to `cptkit convert`; give launch's options before "
+            "--convert (it takes the rest of the line)",
+            field="--convert",
+        )
     profile = load_profile(args.cluster)
     workdir = os.getcwd()
     walltime = args.walltime or profile.default_walltime or profile.max_walltime
