@@ -233,3 +233,39 @@ def test_a_killed_worker_is_a_one_line_error_and_a_rerun_resumes(inputs, referen
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert read_prefix(out)[:2] == reference[:2]
+
+
+def test_a_shard_damaged_on_disk_is_found_at_merge_and_redone(inputs, reference, tmp_path, llama3_tokenizer):
+    """Shards are not fsync'ed; a machine crash can leave one with the right size but wrong bytes (zeros on XFS).
+    The merge checks each shard's CRC-32, removes the damaged ones and says to rerun; the rerun redoes exactly those.
+    """
+    out = tmp_path / "dmg"
+    common = [*_inputs_args(inputs), "--output-prefix", str(out), "--tokenizer", str(llama3_tokenizer),
+              "--workers", "1", "--chunk-bytes", "60000"]  # fmt: skip
+    assert tokenize(*common, "--shard-index", "0", "--num-shards", "1").returncode == 0  # every chunk, no merge
+    chunks = work_dir(out) / "chunks"
+    bins = sorted(chunks.glob("*.bin"))
+    assert len(bins) > 4
+    zeroed, flipped_len = bins[1], sorted(chunks.glob("*.len"))[3]
+    zeroed.write_bytes(bytes(zeroed.stat().st_size))  # same size: the size check alone would miss it
+    data = bytearray(flipped_len.read_bytes())
+    data[0] ^= 1
+    flipped_len.write_bytes(bytes(data))
+    untouched = {p.name: p.stat().st_mtime_ns for p in chunks.glob("*.json")}
+
+    r = tokenize(*common)
+    assert r.returncode == 2 and "2 tokenized chunk(s) were damaged" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not Path(f"{out}.bin").exists() and not Path(f"{out}.idx").exists()
+    assert not list(Path(out).parent.glob("*.tmp"))
+    assert not zeroed.with_suffix(".json").exists() and not flipped_len.with_suffix(".json").exists()
+
+    damaged = {zeroed.with_suffix(".json").name, flipped_len.with_suffix(".json").name}
+    assert tokenize(*common, "--shard-index", "0", "--num-shards", "1").returncode == 0  # redo, no merge yet
+    now = {p.name: p.stat().st_mtime_ns for p in chunks.glob("*.json")}
+    assert now.keys() == untouched.keys()
+    assert {n for n in now if now[n] != untouched[n]} == damaged  # exactly the damaged chunks were redone
+    r = tokenize(*common, "--merge")
+    assert r.returncode == 0, r.stderr
+    b, i, m = read_prefix(out)
+    assert (b, i) == reference[:2] and _same_manifest(m, reference[2])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cptkit import __version__
 from cptkit.errors import UserError
-from cptkit.tokenize.indexed import merge_shards
+from cptkit.tokenize.indexed import DamagedShards, merge_shards
 from cptkit.tokenize.worker import MAX_EXAMPLES
 from cptkit.util.atomic import write_json
 
@@ -84,7 +84,17 @@ def finalize(job, files, fp: str, wdir: Path, tok, tokenizer_spec: str, options:
         raise UserError("no document could be tokenized (all records were skipped)", file=job.where, field=job.name)
     mpath = manifest_path(job.prefix)
     mpath.unlink(missing_ok=True)  # --overwrite: the old manifest must not vouch for the new files
-    merge_shards(shards, job.prefix, dtype, written)
+    try:
+        merge_shards(shards, job.prefix, dtype, written, [s.get("crc32") for s in stats])
+    except DamagedShards as e:
+        for shard in e.shards:  # the next run redoes exactly these chunks
+            shard.with_name(shard.name + ".json").unlink(missing_ok=True)
+        raise UserError(
+            f"{len(e.shards)} tokenized chunk(s) were damaged on disk (a machine crash before they were written "
+            f"out?), e.g. {e.shards[0].name}; they were removed: run the same command again to redo them",
+            file=job.where,
+            field=job.name,
+        ) from None
     manifest = {
         "format": MANIFEST_FORMAT,
         "cptkit_version": __version__,

@@ -12,8 +12,8 @@ is streamed shard by shard in bounded blocks, so merging thousands of shards of 
 from __future__ import annotations
 
 import os
-import shutil
 import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,11 +42,31 @@ def _lengths_blocks(len_files: Sequence[Path]):
                 yield np.fromfile(f, dtype=np.int32, count=count)
 
 
-def merge_shards(shards: Sequence[Path], prefix: Path, dtype: str, documents: int) -> None:
+class DamagedShards(Exception):
+    """Shards whose bytes do not match the CRC-32 their worker recorded (a machine crash before the page cache
+    reached the disk). Nothing was renamed to a final name."""
+
+    def __init__(self, shards: list[Path]):
+        super().__init__(f"{len(shards)} damaged shard(s): {', '.join(s.name for s in shards[:5])}")
+        self.shards = shards
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(8 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def merge_shards(
+    shards: Sequence[Path], prefix: Path, dtype: str, documents: int, crcs: Sequence[dict] | None = None
+) -> None:
     """Concatenate `shard.bin`/`shard.len` (in order) into `prefix.bin`/`prefix.idx`, atomically.
 
-    Both final files are written under temporary names and renamed only when complete (`.bin` first, `.idx` last);
-    the caller writes the manifest after, which marks the prefix as done.
+    `crcs[i]` ({"bin": int, "len": int}, or None for a shard written before cptkit recorded CRCs) is checked against shard i while it is copied; any mismatch raises
+    `DamagedShards` naming all of them. Both final files are written under temporary names and renamed only when
+    complete (`.bin` first, `.idx` last); the caller writes the manifest after, which marks the prefix as done.
     """
     itemsize = np.dtype(dtype).itemsize
     bin_tmp = prefix.with_name(prefix.name + ".bin.tmp")
@@ -56,10 +76,24 @@ def merge_shards(shards: Sequence[Path], prefix: Path, dtype: str, documents: in
     if counted != documents:  # a bug: the shard stats and the shard files disagree
         raise RuntimeError(f"{prefix}: shards hold {counted} lengths, stats say {documents} documents")
 
+    damaged = []
+    if crcs is not None:
+        damaged = [
+            s for s, c in zip(shards, crcs, strict=True) if c and _crc32(s.with_name(s.name + ".len")) != c["len"]
+        ]
     with open(bin_tmp, "wb") as out:
-        for s in shards:
+        for i, s in enumerate(shards):
+            crc = 0
             with open(s.with_name(s.name + ".bin"), "rb") as src:
-                shutil.copyfileobj(src, out, 8 << 20)
+                while block := src.read(8 << 20):
+                    crc = zlib.crc32(block, crc)
+                    out.write(block)
+            if crcs is not None and crcs[i] and crc != crcs[i]["bin"] and s not in damaged:
+                damaged.append(s)
+        if damaged:
+            out.close()
+            bin_tmp.unlink()
+            raise DamagedShards(damaged)
         out.flush()
         os.fsync(out.fileno())
 

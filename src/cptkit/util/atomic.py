@@ -3,6 +3,10 @@
 Everything cptkit writes under a final name goes through here: the data goes to a temporary name in the same
 directory, is flushed and fsync'ed, and is then renamed over the final name (rename is atomic on POSIX within one
 file system). A crash leaves either the old file or the new one, plus at worst a stray `*.tmp-*` file.
+
+`durable=False` skips the fsyncs, for scratch files whose content the caller verifies before use (the tokenizer's
+chunk shards carry a CRC checked at merge): a killed process still never leaves a partial file under the final name,
+only a machine crash can, and on Lustre/GPFS an fsync per small file costs more than the work it protects.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """Open a temporary file beside `path`; on a clean exit fsync it and rename it to `path`."""
+def atomic_open(path: str | os.PathLike, mode: str = "w", *, durable: bool = True, **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside `path`; on a clean exit fsync it (if `durable`) and rename it to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -30,13 +34,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:
@@ -49,10 +55,10 @@ def fsync_dir(directory: str | os.PathLike) -> None:
             os.close(fd)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as f:
+def write_text(path: str | os.PathLike, text: str, *, durable: bool = True) -> None:
+    with atomic_open(path, "w", durable=durable, encoding="utf-8") as f:
         f.write(text)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_json(path: str | os.PathLike, obj: Any, *, durable: bool = True) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", durable=durable)
