@@ -591,6 +591,7 @@ def test_slow_nodes_and_scripts_exist():
     missing = []
     for text, cover in COVERAGE.items():
         assert cover.run or cover.make or cover.script or cover.exempt, f"{text}: says nothing"
+        assert cover.make is None or text == f"make {cover.make}", text  # test_make_targets runs `make -n` on it
         for node in cover.nodes:
             path, _, name = node.partition("::")
             source = (REPO / path).read_text(encoding="utf-8") if (REPO / path).is_file() else ""
