@@ -17,12 +17,21 @@ no data, sets the suite's shots, and writes plain lm-eval YAML into a directory 
 `lm_eval.tasks.TaskManager(include_path=...)`. `expand` makes one task per value (`@ITEM@` in any string is replaced)
 and an lm-eval group over them.
 
+Two more `cptkit:` keys serve templates parametrised by a language (MultiPL-E):
+
+      variants: {placeholder: "@LANG@", values: [cpp, py]}   # templates NAME_cpp, NAME_py; NAME alone is not one
+      configure: {function: cptkit.eval.multipl_e.configure, language: "@LANG@"}   # called at render time
+
+`configure` is called as `function(cfg, files, **other_keys)` after the data is resolved and the suite's overrides are
+applied; it may complete the lm-eval config from the data (stop sequences) and check what the task needs to run.
+
 Try it on a CPU machine:  cptkit eval some/hf_dir --suite quick --dry-run
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +104,7 @@ class Template:
     data: dict[str, dict]
     fetch: dict
     expand: dict | None
+    configure: dict | None = None
 
     @property
     def task_names(self) -> list[str]:
@@ -123,13 +133,52 @@ class Template:
 def load_template(name: str) -> Template:
     path = templates_dir() / f"{name}.yaml"
     if not path.is_file():
+        variant = _variant_template(name)
+        if variant is not None:
+            return variant
         known = sorted(p.stem for p in templates_dir().glob("*.yaml"))
         raise UserError(f"unknown task template {name!r}; known: {', '.join(known)}", field="template")
     cfg = load_yaml(path)
     meta = cfg.pop("cptkit", None) or {}
+    if meta.get("variants"):
+        names = ", ".join(f"{name}_{v}" for v in meta["variants"]["values"])
+        raise UserError(f"template {name!r} is parametrised; use one of: {names}", field="template")
     if "task" not in cfg or not meta.get("data"):
         raise ValueError(f"{path}: a template needs `task` and `cptkit.data`")  # a packaging bug, not a user error
-    return Template(name, path, cfg, meta["data"], meta.get("fetch") or {}, meta.get("expand"))
+    return Template(name, path, cfg, meta["data"], meta.get("fetch") or {}, meta.get("expand"), meta.get("configure"))
+
+
+def _variant_template(name: str) -> Template | None:
+    """`BASE_VALUE` for a template file BASE.yaml whose `cptkit.variants` lists VALUE, its placeholder replaced."""
+    near = None  # the longest BASE with variants that NAME starts with, for the error message
+    for path in sorted(templates_dir().glob("*.yaml"), key=lambda p: -len(p.stem)):
+        if not name.startswith(f"{path.stem}_"):
+            continue
+        cfg = load_yaml(path)
+        meta = cfg.pop("cptkit", None) or {}
+        variants = meta.pop("variants", None)
+        value = name.removeprefix(f"{path.stem}_")
+        if variants and near is None:
+            near = (path.stem, [str(v) for v in variants["values"]])
+        if not variants or value not in [str(v) for v in variants["values"]]:
+            continue
+        subs = {variants["placeholder"]: value}
+        cfg, meta = _substitute(cfg, subs), _substitute(meta, subs)
+        return Template(
+            name, path, cfg, meta["data"], meta.get("fetch") or {}, meta.get("expand"), meta.get("configure")
+        )
+    if near:
+        base, values = near
+        raise UserError(
+            f"unknown task template {name!r}; {base}_VALUE takes VALUE in: {', '.join(values)}", field="template"
+        )
+    return None
+
+
+def _call_configure(spec: dict, cfg: dict, files: dict) -> None:
+    kwargs = dict(spec)
+    module, _, function = kwargs.pop("function").rpartition(".")
+    getattr(importlib.import_module(module), function)(cfg, files, **kwargs)
 
 
 def _placeholders(value: str | dict) -> dict[str, str]:
@@ -201,6 +250,8 @@ def render(
         if shots is not None:
             cfg["num_fewshot"] = shots
         cfg.update(copy.deepcopy(overrides or {}))
+        if template.configure:
+            _call_configure(template.configure, cfg, files)
         path = out_dir / f"{task}.yaml"
         path.write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, allow_unicode=True), encoding="utf-8")
         rendered.tasks.append(task)
