@@ -187,7 +187,9 @@ COVERAGE: dict[str, Cover] = {
     "cptkit tokenize": Cover(
         run=("cptkit tokenize data_mix/swallowcode_exp1.yaml",), rc=2, expect=("no source with an `input:`",)
     ),
-    "cptkit mix show data_mix/swallowcode_exp1.yaml": Cover(run=CMD, expect=("210 prefix(es) not tokenized yet",)),
+    "cptkit mix show data_mix/swallowcode_exp1.yaml": Cover(
+        run=CMD, expect=("210 prefix(es) not found and without `input:`",)
+    ),
     "cptkit convert hf-to-mcore /models/Llama-3.1-8B checkpoints/llama-3.1-8b-mcore --tp 2": Cover(
         run=CMD, cwd="scratch", expect=("wrote checkpoints/llama-3.1-8b-mcore",)
     ),

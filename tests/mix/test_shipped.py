@@ -25,8 +25,8 @@ def test_shipped_mixture_is_consistent(name, data_root):
     m = load_mixture(DATA_MIX / name)
     assert m.name == Path(name).stem
     summary = summarize(m, plan(m))
-    # Nothing is off: no group drift, targets sum to the budget; only "not tokenized yet".
-    assert [w for w in summary["warnings"] if "not tokenized" not in w] == []
+    # Nothing is off: no group drift, targets sum to the budget; only prefixes missing on disk.
+    assert [w for w in summary["warnings"] if "not tokenized" not in w and "not found" not in w] == []
     for sp in plan(m):
         assert sum(p.weight_tokens for p in sp.prefixes) == pytest.approx(sp.target_tokens, rel=1e-12)
 
@@ -122,3 +122,13 @@ def test_shipped_mixture_without_data_root_names_the_variable(monkeypatch):
     r = run_cli("mix", "show", "data_mix/swallowcode_exp1.yaml", env={"DATA_ROOT": ""})
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "data_mix/swallowcode_exp1.yaml: sources[0].prefix: environment variable ${DATA_ROOT} is not set" in r.stderr
+
+
+def test_missing_prefixes_get_the_advice_that_works(data_root):
+    """`cptkit tokenize MIXTURE` makes only datasets with `input:`; for the others it would fail, so it is not advised."""
+    swallow = summarize(m := load_mixture(DATA_MIX / "swallowcode_exp1.yaml"), plan(m))["warnings"]
+    assert not any("run `cptkit tokenize" in w for w in swallow)
+    assert any(w.startswith("210 prefix(es) not found and without `input:`") for w in swallow), swallow
+    demo = summarize(m := load_mixture(DATA_MIX / "demo.yaml"), plan(m))["warnings"]
+    assert any("not tokenized yet: run `cptkit tokenize" in w and "demo.yaml`" in w for w in demo), demo
+    assert not any("without `input:`" in w for w in demo)

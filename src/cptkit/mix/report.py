@@ -19,6 +19,10 @@ def summarize(mixture: Mixture, plans: list[SourcePlan]) -> dict[str, Any]:
     sources = []
     for sp in plans:
         missing = [p for p in sp.prefixes if p.summary is None]
+        # Only a dataset with `input:` can be made by `cptkit tokenize`; the others come from elsewhere.
+        with_input = sum(
+            1 for p, d in zip(sp.prefixes, sp.source.prefixes(), strict=True) if p.summary is None and d.input
+        )
         sources.append(
             {
                 "name": sp.source.name,
@@ -31,6 +35,7 @@ def summarize(mixture: Mixture, plans: list[SourcePlan]) -> dict[str, Any]:
                 "max_epochs": sp.max_epochs,
                 "prefixes": len(sp.prefixes),
                 "prefixes_not_tokenized": len(missing),
+                "prefixes_not_tokenized_with_input": with_input,
                 "problems": [f"{p.field}: {p.problem}" for p in missing],
             }
         )
@@ -86,9 +91,15 @@ def warnings(mixture: Mixture, sources: list[dict], groups: list[dict], total: f
             f"source targets add up to {format_tokens(total)} tokens, total_tokens is {format_tokens(budget)} "
             f"({100.0 * total / budget:.2f}%)"
         )
-    not_tokenized = sum(s["prefixes_not_tokenized"] for s in sources)
-    if not_tokenized:
-        out.append(f"{not_tokenized} prefix(es) not tokenized yet: run `cptkit tokenize {mixture.file}`")
+    with_input = sum(s["prefixes_not_tokenized_with_input"] for s in sources)
+    without_input = sum(s["prefixes_not_tokenized"] for s in sources) - with_input
+    if with_input:
+        out.append(f"{with_input} prefix(es) not tokenized yet: run `cptkit tokenize {mixture.file}`")
+    if without_input:
+        out.append(
+            f"{without_input} prefix(es) not found and without `input:` in the mixture: point ${{DATA_ROOT}} (or the "
+            "prefix) at where they were tokenized, or add `input:` so `cptkit tokenize` can make them"
+        )
     return out
 
 
