@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from cptkit.errors import UserError
-from cptkit.mix import ResolvedBlend, load_mixture, resolve, resolve_file
+from cptkit.mix import ResolvedBlend, load_mixture, resolve_file
 from cptkit.mix.idx import IdxFormatError, read_idx
+from cptkit.mix.resolve import resolve
 
 from .conftest import make_prefix, run_cli, write_yaml
 

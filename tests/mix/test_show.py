@@ -59,7 +59,7 @@ def test_show_json_reads_available_tokens_and_epochs(mixture):
     assert any(w.startswith("group 'code': sources make up 16.33%") for w in warnings)
     assert any(w.startswith("group 'text': sources make up 83.67%") for w in warnings)
     assert any("add up to 98.0k tokens, total_tokens is 100.0k (98.00%)" in w for w in warnings)
-    assert any(w.startswith("1 prefix(es) not tokenized") for w in warnings)
+    assert any(w.startswith("1 prefix(es) not found and without `input:`") for w in warnings)
 
 
 def test_show_table_and_a_clean_mixture_has_no_warnings(mixture, tmp_path, data_root):

@@ -2,12 +2,14 @@
 
 Public API (pure Python, no torch/megatron import):
 
-    from cptkit.mix import load_mixture, resolve, resolve_file
+    from cptkit.mix import load_mixture, resolve_file
     mixture = load_mixture("data_mix/demo.yaml")     # validated Mixture, or UserError naming file and field
     blend = resolve_file("data_mix/demo.yaml")       # ResolvedBlend: entries, megatron_blend(), fingerprint
 
 The names are imported on first use: `cptkit.mix.cli` is imported by every `cptkit` command to build the parser, and
-pydantic + numpy would add ~0.3 s to each (a whole `cptkit tokenize` startup budget).
+pydantic + numpy would add ~0.3 s to each (a whole `cptkit tokenize` startup budget). The function `resolve` is
+not re-exported: its name is also the submodule's, which Python binds here once anything imports `cptkit.mix.resolve`
+(use `from cptkit.mix.resolve import resolve`).
 """
 
 import importlib
@@ -15,7 +17,6 @@ import importlib
 _EXPORTS = {
     "BlendEntry": "cptkit.mix.resolve",
     "ResolvedBlend": "cptkit.mix.resolve",
-    "resolve": "cptkit.mix.resolve",
     "resolve_file": "cptkit.mix.resolve",
     "Dataset": "cptkit.mix.schema",
     "Group": "cptkit.mix.schema",
