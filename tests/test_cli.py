@@ -33,7 +33,7 @@ def test_user_error_one_line_names_file_and_field():
     assert e.one_line() == "data_mix/x.yaml: sources[0].tokens: must be positive"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["mix", "--help"], ["launch", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["mix", "--help"], ["launch", "--help"], ["train", "schema"]])
 def test_login_node_paths_import_no_torch(argv):
     """`cptkit --help`, `mix` and `launch` must not import torch or megatron-core (login nodes render jobs instantly)."""
     code = (
