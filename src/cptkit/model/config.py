@@ -41,10 +41,10 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     architecture: str = Field(description="Mapping spec name in convert/ (e.g. 'llama', 'qwen2').")
-    num_layers: int = Field(gt=0, description="Transformer layers (HF num_hidden_layers); 32 for Llama-3.1-8B.")
-    hidden_size: int = Field(gt=0, description="Model width (HF hidden_size); 4096 for Llama-3.1-8B.")
+    num_layers: int = Field(gt=0, description="Transformer layers; 32 for Llama-3.1-8B.")
+    hidden_size: int = Field(gt=0, description="Model width; 4096 for Llama-3.1-8B.")
     ffn_hidden_size: int = Field(gt=0, description="SwiGLU intermediate size (HF intermediate_size).")
-    num_attention_heads: int = Field(gt=0, description="Query heads (HF num_attention_heads); 32 for Llama-3.1-8B.")
+    num_attention_heads: int = Field(gt=0, description="Query heads; 32 for Llama-3.1-8B.")
     num_query_groups: int = Field(gt=0, description="Key/value heads (GQA groups).")
     kv_channels: int = Field(gt=0, description="Head dimension.")
     vocab_size: int = Field(gt=0, description="True vocabulary size (rows a released model has).")
@@ -53,9 +53,7 @@ class ModelConfig(BaseModel):
     rotary_base: float = Field(gt=0, description="RoPE theta (500,000 for Llama-3).")
     rope_scaling: RopeScaling | None = Field(None, description="Llama-3.x RoPE scaling; null for plain RoPE.")
     norm_epsilon: float = Field(gt=0, description="RMSNorm epsilon.")
-    tie_word_embeddings: bool = Field(
-        False, description="Output layer shares the embedding matrix (Llama-3.2 1B/3B); false for 8B."
-    )
+    tie_word_embeddings: bool = Field(False, description="True for Llama-3.2 1B/3B; false for 8B.")
     add_qkv_bias: bool = Field(False, description="Bias on the QKV projection (Qwen2).")
     hf_config: dict[str, Any] = Field(default_factory=dict, description="The base model's HF config.json, for export.")
 
