@@ -268,8 +268,8 @@ def test_fetch_data_exports_each_language_and_eval_reads_it_back(tmp_path, monke
     )
     items = {i.key: i for i in fetch.plan([load_suite(str(suite))])}
     assert {k: (i.kind, i.args) for k, i in items.items()} == {
-        "multipl_e/humaneval-py/test": ("hub", ("nuprl/MultiPL-E", "humaneval-py", "test", "refs/convert/parquet")),
-        "multipl_e/humaneval-sh/test": ("hub", ("nuprl/MultiPL-E", "humaneval-sh", "test", "refs/convert/parquet")),
+        "multipl_e/humaneval-py/test": ("hub", ("nuprl/MultiPL-E", "humaneval-py", "test", None)),
+        "multipl_e/humaneval-sh/test": ("hub", ("nuprl/MultiPL-E", "humaneval-sh", "test", None)),
     }
     hub = {"humaneval-py": [PY_ADD, PY_EVENS], "humaneval-sh": [SH_ADD]}
     monkeypatch.setitem(fetch._FETCHERS, "hub", lambda path, name, split, revision=None: iter(hub[name]))
@@ -344,3 +344,5 @@ def test_through_lm_eval_with_the_tiny_model(preferring_llama, tmp_path):
     assert py["configs"]["cptkit_multipl_e_py"]["generation_kwargs"]["until"] == PY_STOP  # from the rows
     assert doc["tasks"]["sh"]["data"]["cptkit_multipl_e_sh"][0]["key"] == "multipl_e/humaneval-sh/test"
     assert doc["tasks"]["py@10"]["configs"]["cptkit_multipl_e_sampled_py"]["repeats"] == 10
+    toolchain = doc["tasks"]["sh"]["configs"]["cptkit_multipl_e_sh"]["metadata"]["toolchain"]
+    assert list(toolchain) == ["bash"] and "bash" in toolchain["bash"].lower()  # e.g. "GNU bash, version 5.2.15..."

@@ -365,3 +365,23 @@ def configure(cfg: dict, files: dict, *, language: str) -> None:
     if "until" not in generation:
         generation["until"] = list(dict.fromkeys(s for row in rows for s in row["stop_tokens"]))
     self_check(language)
+    cfg.setdefault("metadata", {})["toolchain"] = toolchain_versions(language)  # lands in the results JSON
+
+
+_VERSION_FLAGS = {"java": ("-version",), "javac": ("-version",), "go": ("version",), "lua": ("-v",), "scalac": ("-version",)}  # fmt: skip
+
+
+@cache
+def toolchain_versions(language: str) -> dict[str, str]:
+    """The first line each executable prints about its version, recorded with the scores."""
+    versions = {}
+    for exe in TOOLCHAINS[language].executables():
+        try:
+            r = subprocess.run(
+                [exe, *_VERSION_FLAGS.get(exe, ("--version",))], capture_output=True, text=True, timeout=60
+            )
+            out = r.stdout + r.stderr
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out = f"unknown ({type(e).__name__})"
+        versions[exe] = next((line.strip() for line in out.splitlines() if line.strip()), "unknown")
+    return versions
