@@ -57,10 +57,14 @@ def test_atomic_open_leaves_nothing_on_failure(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["out.json"]  # no temporary left behind
 
 
-def test_atomic_files_get_umask_mode_not_0600(tmp_path):
-    old = os.umask(0o022)
-    try:
-        write_json(tmp_path / "m.json", {})
-    finally:
-        os.umask(old)
-    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+def test_atomic_files_get_umask_mode_not_0600(tmp_path, monkeypatch):
+    from cptkit.util import atomic
+
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        old = os.umask(umask)
+        monkeypatch.setattr(atomic, "_UMASK", None)  # read once per process, at import: as if imported now
+        try:
+            write_json(tmp_path / f"m{umask:o}.json", {})
+        finally:
+            os.umask(old)
+        assert (tmp_path / f"m{umask:o}.json").stat().st_mode & 0o777 == mode

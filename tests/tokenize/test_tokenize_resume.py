@@ -120,6 +120,14 @@ def test_kill_9_at_several_points_then_resume_is_byte_identical(inputs, referenc
 
 
 def test_output_does_not_depend_on_workers_or_chunk_size(inputs, reference, tmp_path, llama3_tokenizer):
+    # Threads sharing one tokenizer and processes with their own give the same bytes as the one-worker reference.
+    for kind, workers in (("process", "2"), ("thread", "3")):
+        kout = tmp_path / kind
+        r = tokenize(*_inputs_args(inputs), "--output-prefix", str(kout), "--tokenizer", str(llama3_tokenizer),
+                     "--workers", workers, "--worker-kind", kind, "--chunk-bytes", "5000")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        b, i, m = read_prefix(kout)
+        assert (b, i) == reference[:2] and _same_manifest(m, reference[2]), kind
     out = tmp_path / "w2"
     r = tokenize(
         *_inputs_args(inputs),
@@ -217,7 +225,8 @@ def test_a_killed_worker_is_a_one_line_error_and_a_rerun_resumes(inputs, referen
 
     out = tmp_path / "oom"
     cmd = [sys.executable, "-m", "cptkit.cli", "tokenize", *_inputs_args(inputs), "--output-prefix", str(out),
-           "--tokenizer", str(llama3_tokenizer), "--workers", "2", "--chunk-bytes", CHUNK]  # fmt: skip
+           "--tokenizer", str(llama3_tokenizer), "--workers", "2", "--worker-kind", "process",
+           "--chunk-bytes", CHUNK]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     chunks_dir = work_dir(out) / "chunks"
     deadline = time.monotonic() + 90

@@ -61,7 +61,14 @@ def register(subparsers) -> None:
     tok.add_argument("--strict", action="store_true", help="a bad record is fatal (default: skipped and counted)")
     run = p.add_argument_group("run")
     run.add_argument(
-        "--workers", type=int, default=_cores(), help=f"tokenizer processes (default: {_cores()}, the cores available)"
+        "--workers", type=int, default=_cores(), help=f"parallel tokenizers (default: {_cores()}, the cores available)"
+    )
+    run.add_argument(
+        "--worker-kind",
+        choices=("auto", "thread", "process"),
+        default="auto",
+        help="threads of this process share one tokenizer and its caches (~10%% faster per core); processes scale "
+        "past the GIL. auto: threads up to 8 workers, processes beyond (default)",
     )
     run.add_argument(
         "--chunk-bytes",
@@ -182,7 +189,7 @@ def handle(args) -> int:
         strict=args.strict,
         chunk_bytes=args.chunk_bytes,
     )
-    with Runner(options, workers=args.workers, progress=args.progress) as runner:
+    with Runner(options, workers=args.workers, worker_kind=args.worker_kind, progress=args.progress) as runner:
         if args.dry_run:
             print_dry_run(runner, jobs, args, sys.stdout)
             return 0

@@ -17,7 +17,7 @@ from cptkit import __version__
 from cptkit.errors import UserError
 from cptkit.tokenize.indexed import DamagedShards, merge_shards
 from cptkit.tokenize.worker import MAX_EXAMPLES
-from cptkit.util.atomic import write_json
+from cptkit.util.atomic import process_umask, write_json
 
 MANIFEST_FORMAT = "cptkit.tokenized/1"
 
@@ -129,9 +129,7 @@ def finalize(job, files, fp: str, wdir: Path, tok, tokenizer_spec: str, options:
 
 def readable_like_bin(path: Path) -> None:
     """atomic_open's temporary file is 0600; a manifest must be as readable as the .bin/.idx beside it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, 0o666 & ~process_umask())
 
 
 def read_json(path: Path) -> dict:

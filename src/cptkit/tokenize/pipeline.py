@@ -6,8 +6,12 @@ For each output prefix `P` the work happens in `P.cptkit-work/`:
     files/00003.json          written once file 3 has been read to the end: its chunk count, records, sha256
     chunks/00003-000012.*     one shard per chunk: .bin tokens, .len int32 lengths, .json stats (written last)
 
-The main process reads (and decompresses) the inputs and cuts them into deterministic chunks; N worker processes
-tokenize chunks into shards; at most 2×N chunks are in flight, so memory does not grow with the input. A chunk whose
+The main process reads (and decompresses) the inputs and cuts them into deterministic chunks; N workers tokenize
+chunks into shards; at most 2×N chunks are in flight, so memory does not grow with the input. Workers are threads of
+this process when N <= `MAX_THREAD_WORKERS` (`worker_kind="auto"`): the `tokenizers` library encodes without the GIL,
+and threads share one tokenizer, its BPE word cache and the CPU caches, which measured ~10% faster per core than the
+same number of processes (benchmarks/bench_tokenize.py); the Python part of a chunk (JSON, lists to arrays, ~6% of
+the time) holds the GIL, so beyond that many workers they are processes, each with its own tokenizer. A chunk whose
 shard `.json` exists is skipped, which is how a rerun after `kill -9` resumes. When every chunk is done the shards
 are merged, streaming, into `P.bin`/`P.idx` (temporary names, then renamed) and `P.manifest.json` is written last:
 a prefix is complete exactly when its manifest exists. Output bytes never depend on the worker count, the chunk size,
@@ -27,7 +31,7 @@ import os
 import shutil
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +47,8 @@ from cptkit.util.atomic import write_json
 # Chunk size when not given: about 256 chunks per prefix, within [1 MiB, 64 MiB]. It depends only on the input
 # sizes, never on the worker count, so every node of a scale-out and every rerun cuts the same chunks.
 MIN_AUTO_CHUNK_BYTES, MAX_AUTO_CHUNK_BYTES, AUTO_CHUNKS = 1 << 20, 64 << 20, 256
+MAX_THREAD_WORKERS = 8  # "auto": threads up to this many workers, processes beyond (the GIL-held part is ~6%)
+WORKER_KINDS = ("auto", "thread", "process")
 
 
 def auto_chunk_bytes(files: list[InputFile]) -> int:
@@ -115,9 +121,16 @@ def _options_record(job: Job, tok: Tokenizer, options: Options) -> dict:
 class Runner:
     """Runs jobs with one worker pool shared by all prefixes (created only when there is work)."""
 
-    def __init__(self, options: Options, *, workers: int, progress: bool | None = None, out=sys.stdout):
+    def __init__(
+        self, options: Options, *, workers: int, worker_kind: str = "auto", progress: bool | None = None, out=sys.stdout
+    ):
+        if worker_kind not in WORKER_KINDS:
+            raise UserError(f"--worker-kind must be one of {', '.join(WORKER_KINDS)}, got {worker_kind!r}")
         self.options = options
         self.workers = max(1, workers)
+        if worker_kind == "auto":
+            worker_kind = "thread" if self.workers <= MAX_THREAD_WORKERS else "process"
+        self.worker_kind = "in-process" if self.workers == 1 else worker_kind
         self.progress = progress
         self.out = out
         self.tok = load_tokenizer(
@@ -126,7 +139,7 @@ class Runner:
         if options.prepend_bos and self.tok.bos_id is None:
             raise UserError("the tokenizer has no BOS token; drop --prepend-bos", field="tokenizer")
         self.dtype = dtype_for_vocab(self.tok.vocab_size)
-        self._pool: ProcessPoolExecutor | _InProcess | None = None
+        self._pool: ProcessPoolExecutor | ThreadPoolExecutor | _InProcess | None = None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -139,7 +152,7 @@ class Runner:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def pool(self) -> ProcessPoolExecutor | _InProcess:
+    def pool(self) -> ProcessPoolExecutor | ThreadPoolExecutor | _InProcess:
         if self._pool is None:
             wopts = WorkerOptions(
                 tokenizer=str(self.tok.path),
@@ -152,8 +165,10 @@ class Runner:
             )
             # This process's tokenizer serves the in-process worker, or is inherited by forked workers.
             init_worker(wopts, self.tok)
-            if self.workers == 1:  # no second process: reading is ~2% of the work
+            if self.worker_kind == "in-process":  # no second process: reading is ~2% of the work
                 self._pool = _InProcess()
+            elif self.worker_kind == "thread":
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cptkit-tokenize")
             elif "fork" in multiprocessing.get_all_start_methods():
                 # fork: workers inherit the loaded tokenizer instead of each loading it again (~1 CPU-s for
                 # Llama-3's tokenizer.json). Safe: this process never ran the tokenizer's thread pool

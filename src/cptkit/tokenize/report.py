@@ -29,7 +29,7 @@ def print_dry_run(runner, jobs, args, out) -> None:
     print(
         f"options: append_eod={o.append_eod} (id {tok.eod_id}) prepend_bos={o.prepend_bos} "
         f"split_special_tokens={o.split_special_tokens} strict={o.strict} dtype={runner.dtype} "
-        f"workers={runner.workers} chunk_bytes={o.chunk_bytes or 'auto'}",
+        f"workers={runner.workers} ({runner.worker_kind}) chunk_bytes={o.chunk_bytes or 'auto'}",
         file=out,
     )
     if args.num_shards is not None:

@@ -27,9 +27,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, durable: bool = Tru
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     # mkstemp creates 0600; a file under its final name gets the usual umask-derived mode, so a group can read it.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~process_umask())
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
@@ -43,6 +41,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, durable: bool = Tru
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def process_umask() -> int:
+    """The umask, read once: reading it means setting it, and a thread creating a file meanwhile (the tokenizer's
+    worker threads) would get the temporary value."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
+process_umask()  # at import, before any worker thread exists
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:
