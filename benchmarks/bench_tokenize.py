@@ -14,6 +14,8 @@ by side:
 - raw:      `Tokenizer.encode_batch` on the texts already in memory, all cores (the `tokenizers` thread pool): the
             ceiling any pipeline can reach;
 - cptkit:   `cptkit tokenize --workers 2`, end to end (process start, decompression, JSON, tokenizing, writing, merge);
+- info:     cptkit with Meta's original tiktoken-format `tokenizer.model` (same vocabulary and regex; tiktoken's
+            encoder), one run, its `.bin` compared with the tokenizer.json run's;
 - megatron: what Megatron-LM's tools/preprocess_data.py does: `multiprocessing.Pool(2).imap(encode, lines, 32)`, each
             document through megatron-core's HuggingFace `MegatronTokenizer.tokenize`, one writer into megatron-core's
             `IndexedDatasetBuilder`.
@@ -121,10 +123,10 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, int, 
     return seconds, cpu, peak, out
 
 
-def _run_cptkit(sample: Path, prefix: Path) -> tuple[float, float, int, dict]:
+def _run_cptkit(sample: Path, prefix: Path, tokenizer: str = "llama3") -> tuple[float, float, int, dict]:
     shutil.rmtree(prefix.parent, ignore_errors=True)
     args = [a for p in _inputs(sample) for a in ("--input", p)]
-    cmd = [sys.executable, "-m", "cptkit.cli", "tokenize", *args, "--output-prefix", str(prefix), "--tokenizer", "llama3",
+    cmd = [sys.executable, "-m", "cptkit.cli", "tokenize", *args, "--output-prefix", str(prefix), "--tokenizer", tokenizer,
            "--workers", str(WORKERS), "--no-split-special-tokens", "--no-progress"]  # fmt: skip
     seconds, cpu, peak, _ = _timed(cmd)
     manifest = json.loads(Path(f"{prefix}.manifest.json").read_text())
@@ -250,6 +252,11 @@ def main(argv: list[str]) -> int:
         identical = _sha(str(tmp / "cpt" / "out.bin")) == _sha(str(tmp / "meg" / "out.bin")) and _sha(
             str(tmp / "cpt" / "out.idx")
         ) == _sha(str(tmp / "meg" / "out.idx"))
+        # For information: the same run through Meta's original tiktoken `tokenizer.model` (same vocabulary).
+        from cptkit.tokenize.tokenizers import llama3_dir
+
+        t_tik, cpu_tik, _, _ = _run_cptkit(speed, tmp / "tik" / "out", str(llama3_dir() / "tokenizer.model"))
+        tik_identical = _sha(str(tmp / "tik" / "out.bin")) == _sha(str(tmp / "cpt" / "out.bin"))
         # Memory: 1x against scale x.
         _, _, rss_cpt_small, _ = _run_cptkit(small, tmp / "cpt1" / "out")
         _, _, rss_cpt_large, _ = _run_cptkit(large, tmp / "cptN" / "out")
@@ -289,6 +296,8 @@ def main(argv: list[str]) -> int:
     print(f"{'':48}{'tokens/s':>12}{'seconds':>10}{'tokens/CPU-s':>14}{'peak RSS MiB':>14}")
     for name, rate, sec, per_cpu, rss in rows:
         print(f"{name:48}{rate:>12,.0f}{sec:>10.1f}{per_cpu:>14,.0f}{rss:>14}")
+    print(f"{'  info: cptkit, tiktoken tokenizer.model':48}{tokens / t_tik:>12,.0f}{t_tik:>10.1f}"
+          f"{tokens / cpu_tik:>14,.0f}   same .bin as tokenizer.json: {'yes' if tik_identical else 'NO'}")  # fmt: skip
     print()
     ratios = [
         ("cptkit / raw tokenizer", rate_cpt / rate_raw, ">= 0.85"),
