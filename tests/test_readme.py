@@ -208,7 +208,7 @@ COVERAGE: dict[str, Cover] = {
     "cptkit eval runs/swallowcode_exp1 --suite en --suite ja": Cover(
         run=("{cmd} --dry-run",),
         rc=2,
-        expect=("swallowcode_exp1/iter_0000010 (convert first)", "task(s) have no data"),
+        expect=("swallowcode_exp1/iter_0000010 (convert first)", "task(s) cannot run (data or toolchain missing)"),
         nodes=EVAL_FOR_REAL,
     ),
     "cptkit report runs/swallowcode_exp1 runs/swallowcode_exp2 --output report/": Cover(

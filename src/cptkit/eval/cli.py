@@ -185,7 +185,7 @@ def _dry_run(path: Path, suites, root, args) -> int:
             how = "" if target.hf_dir else " (convert first)"
             print(f"  {state:<6} {target.name}{how} -> {target.output}")
     if missing:
-        raise UserError(f"{len(missing)} task(s) have no data; first: {missing[0].message}", field="--data-root")
+        raise UserError(f"{len(missing)} task(s) cannot run (data or toolchain missing); first: {missing[0].message}")
     return 0
 
 
