@@ -20,6 +20,7 @@ from cptkit.errors import UserError
 from cptkit.eval import data as eval_data
 from cptkit.eval import fetch
 from cptkit.eval import multipl_e as mpe
+from cptkit.eval import multipl_e_exec as mpx
 from cptkit.eval import tasks as eval_tasks
 from cptkit.eval.suites import load_suite
 
@@ -167,7 +168,7 @@ def test_memory_limit_and_captured_output():
     big, small, noisy = mpe.run_programs(
         "py",
         [
-            f"x = bytearray({2 * mpe.MEMORY_BYTES})\n",  # twice the address-space limit
+            f"x = bytearray({2 * mpx.MEMORY_BYTES})\n",  # twice the address-space limit
             "x = bytearray(64 << 20)\n",
             "import sys\nprint('out' * 2000)\nprint('err', file=sys.stderr)\nsys.exit(3)\n",
         ],
@@ -175,7 +176,7 @@ def test_memory_limit_and_captured_output():
     assert big["status"] == "Exception" and "MemoryError" in big["stderr"]
     assert small["status"] == "OK"
     assert noisy["exit_code"] == 3 and noisy["status"] == "Exception"
-    assert len(noisy["stdout"]) == mpe.KEEP_OUTPUT_BYTES and noisy["stderr"] == "err\n"
+    assert len(noisy["stdout"]) == mpx.KEEP_OUTPUT_BYTES and noisy["stderr"] == "err\n"
 
 
 @pytest.mark.parametrize("language", ["py", "sh", "js", "cpp", "rs"])
@@ -201,7 +202,7 @@ def test_self_check_refuses_a_checker_that_passes_everything(monkeypatch):
 @pytest.mark.skipif(shutil.which("javac") is None or shutil.which("java") is None, reason="no JDK")
 def test_java_needs_javatuples_on_the_classpath(tmp_path, monkeypatch):
     """MultiPL-E's Java prompts import org.javatuples: without it the self-check says so; with it Java scores."""
-    if not Path(mpe.JAVATUPLES_JAR).is_file():
+    if not Path(mpx.JAVATUPLES_JAR).is_file():
         monkeypatch.delenv("CLASSPATH", raising=False)
         mpe.self_check.cache_clear()
         with pytest.raises(UserError, match="javatuples"):
@@ -222,7 +223,7 @@ def test_java_needs_javatuples_on_the_classpath(tmp_path, monkeypatch):
 
 
 def test_missing_toolchain_is_a_one_line_error_naming_the_executable(monkeypatch, tmp_path, preferring_llama, capsys):
-    broken = mpe.Toolchain("program.sh", ("cptkit-no-such-shell", "program.sh"))
+    broken = mpx.Toolchain("program.sh", ("cptkit-no-such-shell", "program.sh"))
     monkeypatch.setitem(mpe.TOOLCHAINS, "sh", broken)
     mpe.self_check.cache_clear()
     root = tmp_path / "data"
