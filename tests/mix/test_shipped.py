@@ -124,8 +124,9 @@ def test_shipped_mixture_without_data_root_names_the_variable(monkeypatch):
     assert "data_mix/swallowcode_exp1.yaml: sources[0].prefix: environment variable ${DATA_ROOT} is not set" in r.stderr
 
 
-def test_missing_prefixes_get_the_advice_that_works(data_root):
+def test_missing_prefixes_get_the_advice_that_works(data_root, monkeypatch):
     """`cptkit tokenize MIXTURE` makes only datasets with `input:`; for the others it would fail, so it is not advised."""
+    monkeypatch.setenv("CPTKIT_DEMO_DIR", str(data_root / "demo"))  # not a `make demo` output in the checkout
     swallow = summarize(m := load_mixture(DATA_MIX / "swallowcode_exp1.yaml"), plan(m))["warnings"]
     assert not any("run `cptkit tokenize" in w for w in swallow)
     assert any(w.startswith("210 prefix(es) not found and without `input:`") for w in swallow), swallow
