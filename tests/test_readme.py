@@ -472,6 +472,13 @@ def _env(ws: Path, readme_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _cptkit(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """`cptkit ARGV` as the README's reader runs it: a fresh process in the workspace, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "cptkit.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("readme")
@@ -492,22 +499,8 @@ def ws(tmp_path_factory) -> Path:
     _tiny_hf_llama(ws / "models" / "Llama-3.1-8B")
     # A run directory with one saved iteration (the tiny model, converted), metrics and an evaluation result.
     run = ws / "runs" / "swallowcode_exp1"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cptkit.cli",
-            "convert",
-            "hf-to-mcore",
-            "models/Llama-3.1-8B",
-            str(run / "checkpoints" / "iter_0000010"),
-        ],
-        cwd=ws,
-        env=_env(ws, {}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    argv = ["convert", "hf-to-mcore", "models/Llama-3.1-8B", str(run / "checkpoints" / "iter_0000010")]
+    r = _cptkit(argv, ws, _env(ws, {}), timeout=300)
     assert r.returncode == 0, r.stderr
     (run / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("10")
     _fake_results(run, 0.0)
@@ -653,14 +646,7 @@ def _runs() -> list:
 def test_readme_command_runs(ws, command, line):
     cover = COVERAGE[command.text]
     argv = _argv(line.replace("{cmd}", command.text), ws)
-    r = subprocess.run(
-        [sys.executable, "-m", "cptkit.cli", *argv],
-        cwd=ws / cover.cwd,
-        env=_env(ws, dict(command.env)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = _cptkit(argv, ws / cover.cwd, _env(ws, dict(command.env)), timeout=300)
     output = r.stdout + r.stderr
     assert r.returncode == cover.rc, f"{command.where}: cptkit {' '.join(argv)} -> {r.returncode}\n{output[-3000:]}"
     for expected in cover.expect:
@@ -670,14 +656,7 @@ def test_readme_command_runs(ws, command, line):
 def test_a_launch_option_after_convert_is_refused(ws):
     """`--convert` takes the rest of the line: `--submit` after it used to be handed to `cptkit convert` silently."""
     argv = ["launch", "--cluster", "launch/abci3.yaml", "--convert", "mcore-to-hf", "runs/a", "hf/a", "--submit"]
-    r = subprocess.run(
-        [sys.executable, "-m", "cptkit.cli", *argv],
-        cwd=ws,
-        env=_env(ws, {}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = _cptkit(argv, ws, _env(ws, {}), timeout=60)
     assert r.returncode == 2 and "--submit after --convert would be passed to `cptkit convert`" in r.stderr, r.stderr
     assert not (ws / "runs" / "convert").exists()
 
@@ -737,12 +716,5 @@ def test_doc_runs_are_still_in_the_docs():
 @pytest.mark.parametrize("text", sorted(DOC_RUNS))
 def test_doc_command_runs(ws, text):
     argv = _argv(DOC_RUNS[text].replace("{cmd}", text), ws)
-    r = subprocess.run(
-        [sys.executable, "-m", "cptkit.cli", *argv],
-        cwd=ws,
-        env=_env(ws, {}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = _cptkit(argv, ws, _env(ws, {}), timeout=120)
     assert r.returncode == 0, f"cptkit {' '.join(argv)} -> {r.returncode}\n{(r.stdout + r.stderr)[-3000:]}"
