@@ -17,7 +17,7 @@ from cptkit import __version__
 from cptkit.errors import UserError
 from cptkit.tokenize.indexed import DamagedShards, merge_shards
 from cptkit.tokenize.worker import MAX_EXAMPLES
-from cptkit.util.atomic import process_umask, write_json
+from cptkit.util.atomic import write_json
 
 MANIFEST_FORMAT = "cptkit.tokenized/1"
 
@@ -121,15 +121,9 @@ def finalize(job, files, fp: str, wdir: Path, tok, tokenizer_spec: str, options:
         ],
         "fingerprint": fp,
     }
-    write_json(mpath, manifest)
-    readable_like_bin(mpath)
+    write_json(mpath, manifest)  # atomic_open gives it the umask mode, as readable as the .bin/.idx
     shutil.rmtree(wdir, ignore_errors=True)
     return Totals(written, skipped, tokens, by_reason, sum(r["size_bytes"] for r in file_records))
-
-
-def readable_like_bin(path: Path) -> None:
-    """atomic_open's temporary file is 0600; a manifest must be as readable as the .bin/.idx beside it."""
-    os.chmod(path, 0o666 & ~process_umask())
 
 
 def read_json(path: Path) -> dict:
