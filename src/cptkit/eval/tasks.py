@@ -143,6 +143,10 @@ def load_template(name: str) -> Template:
     if meta.get("variants"):
         names = ", ".join(f"{name}_{v}" for v in meta["variants"]["values"])
         raise UserError(f"template {name!r} is parametrised; use one of: {names}", field="template")
+    return _template(name, path, cfg, meta)
+
+
+def _template(name: str, path: Path, cfg: dict, meta: dict) -> Template:
     if "task" not in cfg or not meta.get("data"):
         raise ValueError(f"{path}: a template needs `task` and `cptkit.data`")  # a packaging bug, not a user error
     return Template(name, path, cfg, meta["data"], meta.get("fetch") or {}, meta.get("expand"), meta.get("configure"))
@@ -163,10 +167,7 @@ def _variant_template(name: str) -> Template | None:
         if not variants or value not in [str(v) for v in variants["values"]]:
             continue
         subs = {variants["placeholder"]: value}
-        cfg, meta = _substitute(cfg, subs), _substitute(meta, subs)
-        return Template(
-            name, path, cfg, meta["data"], meta.get("fetch") or {}, meta.get("expand"), meta.get("configure")
-        )
+        return _template(name, path, _substitute(cfg, subs), _substitute(meta, subs))
     if near:
         base, values = near
         raise UserError(
