@@ -155,6 +155,7 @@ COVERAGE: dict[str, Cover] = {
     "make lint": Cover(make="lint"),
     "make bench": Cover(make="bench"),
     "make test-schedulers": Cover(make="test-schedulers"),
+    "make test-slow": Cover(make="test-slow"),
     ".ci/run": Cover(script=".ci/run"),
     "python3.11": Cover(exempt="names the interpreter the Makefile needs (PYTHON ?= python3.11), not a command"),
     "pip install -e '.[gpu,eval]'": Cover(exempt=GPU_INSTALL),
