@@ -69,7 +69,7 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def _plan(args: argparse.Namespace):
-    from cptkit.launch import render, validate
+    from cptkit.launch import render, schedulers, validate
     from cptkit.launch.profile import load_profile
     from cptkit.launch.recipe import read_recipe
 
@@ -134,7 +134,7 @@ def _plan(args: argparse.Namespace):
     recipe = read_recipe(args.recipe, args.overrides)
     nodes = validate.resolve_nodes(recipe, profile, args.nodes)
     validate.validate_train(recipe, profile, nodes, walltime)
-    if args.chain > 1 and profile.scheduler == "local":
+    if args.chain > 1 and not schedulers.get(profile.scheduler).chains:
         raise UserError("--chain needs a batch scheduler; the local profile runs the job now", field="--chain")
     job = render.render_train(
         recipe,

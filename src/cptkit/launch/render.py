@@ -36,8 +36,6 @@ _ENV.filters["q"] = lambda v: shlex.quote(str(v))
 # Profile `env` values may refer to the job's own variables (`$LD_LIBRARY_PATH`): double quotes keep `$` live.
 _ENV.filters["dq"] = lambda v: '"' + re.sub(r'(["\\`])', r"\\\1", str(v)) + '"'
 
-_TITLES = {"slurm": "SLURM", "pbs": "PBS Pro", "sge": "Grid Engine", "local": "local"}
-
 
 @dataclass(frozen=True)
 class Job:
@@ -142,8 +140,7 @@ def _common(
         "prefix": sched.prefix,
         "directives": ([*header, *directives] if sched.prefix else []),
         "banner": banner,
-        "scheduler": profile.scheduler,
-        "scheduler_title": _TITLES[profile.scheduler],
+        "sched": sched,
         "job_id": sched.job_id,
         "array_index": sched.array_index if (array_size or 0) > 1 else "0",
         "array_size": array_size,
@@ -171,22 +168,16 @@ def render_train(
     tp, pp, cp = recipe.tensor_model_parallel_size, recipe.pipeline_model_parallel_size, recipe.context_parallel_size
     dp = world // (tp * pp * cp)
     lead = profile.checkpoint_lead_seconds
-    extra: list[str] = []
-    if profile.scheduler == "slurm":
-        extra = [f"--signal=B:USR1@{lead}", "--requeue", "--open-mode=append"]
-    directives = extra + profile.directives("train", nodes=nodes, walltime=walltime, world_size=world)
-    resume = {
-        "slurm": f"on pre-emption or {lead} s before the walltime it checkpoints and requeues itself",
-        "pbs": f"it checkpoints {lead} s before the walltime; chained jobs (-W depend=afterany) resume it",
-        "sge": f"it checkpoints {lead} s before the walltime; chained jobs (-hold_jid) resume it",
-        "local": "on SIGUSR1/SIGTERM it checkpoints; run it again to resume",
-    }[profile.scheduler]
+    sched = schedulers.get(profile.scheduler)
+    directives = sched.train_directives(lead) + profile.directives(
+        "train", nodes=nodes, walltime=walltime, world_size=world
+    )
     banner = [
         f"cptkit training job: {recipe.name} ({recipe_arg}) on {profile.name}",
         f"{nodes} node(s) x {profile.gpus_per_node} GPUs = {world} GPUs; TP {tp} PP {pp} CP {cp} DP {dp}; "
         f"global batch {recipe.global_batch_size}, micro batch {recipe.micro_batch_size}, "
         + (f"{recipe.train_iters} iterations" if recipe.train_iters else f"{recipe.train_tokens} tokens"),
-        f"Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; {resume}.",
+        f"Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; {sched.resume_note(lead)}.",
     ]
     ctx = _common(
         profile, "train", workdir, f"{run_dir}/logs/jobs", f"{recipe.name}"[:60], walltime, None, directives, banner
@@ -198,7 +189,7 @@ def render_train(
         gpus_per_node=profile.gpus_per_node,
         lead=lead,
         max_requeues=profile.max_requeues,
-        watchdog_seconds=(wall - lead) if profile.scheduler in ("pbs", "sge") else None,
+        watchdog_seconds=sched.watchdog_seconds(wall, lead),
         launch_command=launch_command(profile, nodes, _q([recipe_arg, *overrides])),
     )
     return Job("train", recipe.name, _ENV.get_template("train.sh.j2").render(**ctx), chain=chain)
