@@ -71,7 +71,6 @@ def _positive(name: str, value: int | None) -> None:
 def _plan(args: argparse.Namespace):
     from cptkit.launch import render, schedulers, validate
     from cptkit.launch.profile import load_profile
-    from cptkit.launch.recipe import read_recipe
 
     # --convert takes the rest of the line: a launch option after it would silently go to `cptkit convert`
     # (an unsubmitted job whose script then fails on the unknown option).
@@ -131,13 +130,13 @@ def _plan(args: argparse.Namespace):
         return profile, [job], work
     if not args.recipe:
         raise UserError("give a recipe, or --tokenize/--convert/--eval")
-    recipe = read_recipe(args.recipe, args.overrides)
-    nodes = validate.resolve_nodes(recipe, profile, args.nodes)
-    validate.validate_train(recipe, profile, nodes, walltime)
+    plan = validate.load_plan(args.recipe, args.overrides)
+    nodes = validate.resolve_nodes(plan, profile, args.nodes)
+    validate.validate_train(plan, profile, nodes, walltime)
     if args.chain > 1 and not schedulers.get(profile.scheduler).chains:
         raise UserError("--chain needs a batch scheduler; the local profile runs the job now", field="--chain")
     job = render.render_train(
-        recipe,
+        plan,
         profile,
         nodes=nodes,
         walltime=walltime,
@@ -150,7 +149,7 @@ def _plan(args: argparse.Namespace):
         raise UserError(
             "a training job keeps its scripts, logs and jobs.jsonl in the recipe's run_dir", field="--work-dir"
         )
-    return profile, [job], Path(recipe.run_dir)
+    return profile, [job], Path(plan.recipe.run_dir)
 
 
 def _launch(args: argparse.Namespace) -> int:

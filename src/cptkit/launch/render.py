@@ -6,7 +6,9 @@ the walltime ends or when the job is pre-empted. Rendering is pure (no clock, no
 be pinned by golden files.
 
     from cptkit.launch.render import render_train
-    job = render_train(recipe, profile, nodes=8, walltime="24:00:00", workdir="/path/to/cptkit")
+    plan = validate.load_plan("recipes/swallowcode_exp1.yaml")
+    job = render_train(plan, profile, nodes=8, walltime="24:00:00", workdir="/path/to/cptkit",
+                       recipe_arg="recipes/swallowcode_exp1.yaml", overrides=[])
     print(job.script)
 """
 
@@ -22,7 +24,7 @@ import jinja2
 from cptkit.errors import UserError
 from cptkit.launch import schedulers
 from cptkit.launch.profile import Profile, walltime_seconds
-from cptkit.launch.recipe import RecipeView
+from cptkit.train.plan import Plan
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("cptkit.launch", "templates"),
@@ -153,7 +155,7 @@ def _common(
 
 
 def render_train(
-    recipe: RecipeView,
+    plan: Plan,
     profile: Profile,
     *,
     nodes: int,
@@ -163,25 +165,20 @@ def render_train(
     overrides: list[str],
     chain: int = 1,
 ) -> Job:
-    run_dir = recipe.run_dir
-    world = nodes * profile.gpus_per_node
-    tp, pp, cp = recipe.tensor_model_parallel_size, recipe.pipeline_model_parallel_size, recipe.context_parallel_size
-    dp = world // (tp * pp * cp)
+    """The training job of a validated plan (`validate.validate_train`): nodes x GPUs per node = the plan's world."""
+    name, run_dir = plan.recipe.name, str(plan.recipe.run_dir)
+    world = plan.world_size
     lead = profile.checkpoint_lead_seconds
     sched = schedulers.get(profile.scheduler)
     directives = sched.train_directives(lead) + profile.directives(
         "train", nodes=nodes, walltime=walltime, world_size=world
     )
     banner = [
-        f"cptkit training job: {recipe.name} ({recipe_arg}) on {profile.name}",
-        f"{nodes} node(s) x {profile.gpus_per_node} GPUs = {world} GPUs; TP {tp} PP {pp} CP {cp} DP {dp}; "
-        f"global batch {recipe.global_batch_size}, micro batch {recipe.micro_batch_size}, "
-        + (f"{recipe.train_iters} iterations" if recipe.train_iters else f"{recipe.train_tokens} tokens"),
+        f"cptkit training job: {name} ({recipe_arg}) on {profile.name}",
+        f"{nodes} node(s) x {profile.gpus_per_node} GPUs = {world} GPUs; {plan.layout()}",
         f"Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; {sched.resume_note(lead)}.",
     ]
-    ctx = _common(
-        profile, "train", workdir, f"{run_dir}/logs/jobs", f"{recipe.name}"[:60], walltime, None, directives, banner
-    )
+    ctx = _common(profile, "train", workdir, f"{run_dir}/logs/jobs", name[:60], walltime, None, directives, banner)
     wall = walltime_seconds(walltime)
     ctx.update(
         run_dir=run_dir,
@@ -192,7 +189,7 @@ def render_train(
         watchdog_seconds=sched.watchdog_seconds(wall, lead),
         launch_command=launch_command(profile, nodes, _q([recipe_arg, *overrides])),
     )
-    return Job("train", recipe.name, _ENV.get_template("train.sh.j2").render(**ctx), chain=chain)
+    return Job("train", name, _ENV.get_template("train.sh.j2").render(**ctx), chain=chain)
 
 
 def _task(
