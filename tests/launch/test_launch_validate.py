@@ -103,7 +103,7 @@ def test_profile_schema_errors(tmp_path: Path, site_env):
 
 
 def test_cli_error_is_one_line_exit_2(site_env, capsys):
-    rc = main(["launch", EXP1, "--cluster", str(ROOT / "launch" / "abci3.yaml"), "--nodes", "3", "--dry-run"])
+    rc = main(["launch", "train", EXP1, "--cluster", str(ROOT / "launch" / "abci3.yaml"), "--nodes", "3", "--dry-run"])
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "3 nodes × 8 GPUs per node = 24 GPUs" in err
