@@ -60,7 +60,9 @@ def test_abci3_script_chain_under_emulated_pbs(tmp_path, site_env, monkeypatch):
            "PBS_O_WORKDIR": str(tmp_path), "PBS_JOBNAME": "fake", "FAKE_SECONDS_PER_ITER": "0.25"}  # fmt: skip
 
     outputs = []
-    for n in range(1, 8):  # the jobs of a `-W depend=afterany` chain, one after another
+    # The jobs of a `-W depend=afterany` chain, one after another; on a loaded machine (startup eats most of the
+    # 3 s walltime) a chain needs more of them, as it would on a cluster.
+    for n in range(1, 41):
         env["PBS_JOBID"] = f"{n}.pbs1"
         r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
         outputs.append(r.stdout + r.stderr)
