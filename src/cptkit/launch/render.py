@@ -5,10 +5,12 @@ a hostfile, `MASTER_ADDR`/`MASTER_PORT`, one process per GPU, and signal handlin
 the walltime ends or when the job is pre-empted. Rendering is pure (no clock, no environment reads) so the output can
 be pinned by golden files.
 
-    from cptkit.launch.render import render_train
+    from cptkit.launch import render, validate
+    from cptkit.launch.profile import load_profile
+    profile = load_profile("launch/abci3.yaml")
     plan = validate.load_plan("recipes/swallowcode_exp1.yaml")
-    job = render_train(plan, profile, nodes=8, walltime="24:00:00", workdir="/path/to/cptkit",
-                       recipe_arg="recipes/swallowcode_exp1.yaml", overrides=[])
+    job = render.render_train(plan, profile, nodes=8, walltime="48:00:00", workdir="/path/to/cptkit",
+                              recipe_arg="recipes/swallowcode_exp1.yaml", overrides=[])
     print(job.script)
 """
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from cptkit.errors import UserError
-from cptkit.launch.profile import Profile
+
+if TYPE_CHECKING:  # `cptkit --help` imports this module: keep it to argparse-level code
+    from cptkit.launch.profile import Profile
 
 
 @dataclass(frozen=True)
