@@ -193,3 +193,28 @@ def test_targets_are_subcommands_with_their_own_options(site_env, capsys):
     assert "--submit: --submit after the convert arguments would be passed to `cptkit convert`" in err
     assert launch("convert", "--cluster", "launch/abci3.yaml", "--", "mcore-to-hf", "CKPT", "OUT") == 0
     assert "cptkit convert mcore-to-hf CKPT OUT" in capsys.readouterr().out
+
+
+def test_a_new_target_is_one_class(site_env, capsys, monkeypatch):
+    """The extension point for curate/selftest/release: a Target subclass in TARGETS is a subcommand with the common
+    options, dry-run and submission, without touching cli.py."""
+    from cptkit.launch import render, targets
+
+    class Hello(targets.Target):
+        name, help = "hello", "say hello on a CPU node"
+
+        def add_arguments(self, p):
+            p.add_argument("who")
+
+        def build(self, args, profile, *, walltime, workdir):
+            job = render.render_task(profile, "hello", "cpu", "hello", f"echo hello {args.who}", workdir=workdir,
+                                     log_dir="/tmp/logs", walltime=walltime, array_size=None, banner=["hello"])  # fmt: skip
+            return targets.Launch([job], Path("runs/hello"), Path("runs/hello/logs"))
+
+    with pytest.raises(SystemExit):  # not blind: unknown before it is registered
+        launch("hello", "world", "--cluster", "launch/hyperpod.yaml")
+    assert "invalid choice: 'hello'" in capsys.readouterr().err
+    monkeypatch.setitem(targets.TARGETS, "hello", Hello())
+    assert launch("hello", "world", "--cluster", "launch/hyperpod.yaml", "--walltime", "00:10:00") == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --time=00:10:00" in out and "echo hello world" in out and "sbatch --parsable" in out

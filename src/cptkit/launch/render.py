@@ -194,7 +194,7 @@ def render_train(
     return Job("train", name, _ENV.get_template("train.sh.j2").render(**ctx), chain=chain)
 
 
-def _task(
+def render_task(
     profile: Profile,
     kind: str,
     resources: str,
@@ -208,6 +208,8 @@ def _task(
     banner: list[str],
     after: str | None = None,
 ) -> Job:
+    """A one-node job (or array of them) running `command` in the profile's environment; `resources` names the
+    profile's resource list (cpu, eval). `$ARRAY_INDEX` (0-based) and `$NUM_TASKS` are set for arrays."""
     directives = profile.directives(resources, nodes=1, walltime=walltime or profile.max_walltime, world_size=1)
     ctx = _common(profile, kind, workdir, log_dir, name[:60], walltime, array_size, directives, banner)
     ctx["command"] = command
@@ -220,7 +222,7 @@ def render_tokenize(
     """An array job (one task per shard) and a merge job that waits for all of it."""
     stem = Path(mixture).stem
     prefix = f"{_task_prefix(profile, gpu=False)}{_cptkit(profile)} tokenize {shlex.quote(mixture)}"
-    shards = _task(
+    shards = render_task(
         profile,
         "tokenize",
         "cpu",
@@ -235,7 +237,7 @@ def render_tokenize(
             "Rendered by `cptkit launch --tokenize`; the merge job runs after every shard succeeded.",
         ],
     )
-    merge = _task(
+    merge = render_task(
         profile,
         "merge",
         "cpu",
@@ -256,7 +258,7 @@ def render_convert(
 ) -> Job:
     command = f"{_task_prefix(profile, gpu=False)}{_cptkit(profile)} convert {_q(convert_args)}"
     banner = [f"cptkit conversion (CPU): convert {' '.join(convert_args)}", "Rendered by `cptkit launch --convert`."]
-    return _task(
+    return render_task(
         profile,
         "convert",
         "cpu",
@@ -283,7 +285,7 @@ def render_eval(
         f"cptkit evaluation: suite {suite} on {num_iterations} checkpoint(s) of {run_dir}, one array task each",
         "Rendered by `cptkit launch --eval`.",
     ]
-    return _task(
+    return render_task(
         profile,
         "eval",
         "eval",

@@ -9,7 +9,7 @@ Every target shares `--cluster`, `--walltime` and `--dry-run`/`--submit` (added 
 turns its arguments into `Job`s plus the directory their scripts, logs and `jobs.jsonl` go to.
 
 Extension point: a new target (`curate`, `selftest` and `release` are planned) is one `Target` subclass here —
-`add_arguments()` and `build()`, rendering its job with `render._task()` like tokenize/eval do — and its entry in
+`add_arguments()` and `build()`, rendering its job with `render.render_task()` like tokenize/eval do — and its entry in
 `TARGETS`. The CLI, dry-run, submission, chaining and `cptkit status` need no change.
 """
 
