@@ -195,7 +195,7 @@ COVERAGE: dict[str, Cover] = {
         run=CMD, cwd="scratch", expect=("wrote checkpoints/llama-3.1-8b-mcore",)
     ),
     "cptkit plan recipes/swallowcode_exp1.yaml": Cover(run=CMD, expect=("12,500",)),
-    "cptkit launch recipes/swallowcode_exp1.yaml --cluster launch/tsubame4.yaml --chain 4 --submit": Cover(
+    "cptkit launch train recipes/swallowcode_exp1.yaml --cluster launch/tsubame4.yaml --chain 4 --submit": Cover(
         run=CMD, expect=("qsub -terse -hold_jid",), nodes=LAUNCH_FOR_REAL
     ),
     "cptkit status runs/swallowcode_exp1": Cover(run=CMD, expect=("iterations:  10 saved",)),
@@ -217,18 +217,18 @@ COVERAGE: dict[str, Cover] = {
     ),
     "cptkit --help": Cover(run=CMD, expect=("tokenize",)),
     # -- ablations and clusters --------------------------------------------------------------------------------------
-    "cptkit launch recipes/my_ablation.yaml --cluster launch/tsubame4.yaml --nodes 16 --chain 6 --submit": Cover(
+    "cptkit launch train recipes/my_ablation.yaml --cluster launch/tsubame4.yaml --nodes 16 --chain 6 --submit": Cover(
         run=CMD, expect=("#$ -l node_f=16", "qsub -terse -hold_jid"), nodes=LAUNCH_FOR_REAL
     ),
-    "cptkit launch recipes/my_ablation.yaml --cluster launch/abci3.yaml --nodes 8 --chain 6 --submit": Cover(
+    "cptkit launch train recipes/my_ablation.yaml --cluster launch/abci3.yaml --nodes 8 --chain 6 --submit": Cover(
         run=CMD, expect=("select=8", "depend=afterany"), nodes=LAUNCH_FOR_REAL
     ),
-    "cptkit launch recipes/my_ablation.yaml --cluster launch/hyperpod.yaml --nodes 8 --submit": Cover(
+    "cptkit launch train recipes/my_ablation.yaml --cluster launch/hyperpod.yaml --nodes 8 --submit": Cover(
         run=CMD, expect=("sbatch",), nodes=LAUNCH_FOR_REAL
     ),
-    "cptkit launch --tokenize data_mix/X.yaml --num-shards 32 --cluster launch/PROFILE.yaml --submit": Cover(
+    "cptkit launch tokenize data_mix/X.yaml --num-shards 32 --cluster launch/PROFILE.yaml --submit": Cover(
         run=tuple(
-            f"cptkit launch --tokenize data_mix/demo.yaml --num-shards 32 --cluster launch/{p}.yaml --dry-run"
+            f"cptkit launch tokenize data_mix/demo.yaml --num-shards 32 --cluster launch/{p}.yaml --dry-run"
             for p in ("tsubame4", "abci3", "hyperpod")
         ),
         expect=("merge",),
@@ -244,10 +244,10 @@ COVERAGE: dict[str, Cover] = {
         expect=("iter_0000010 -> release/it10",),
         nodes=("tests/convert/test_roundtrip.py::test_run_dir_latest_and_iteration",),
     ),
-    "cptkit launch --cluster launch/abci3.yaml --submit --convert mcore-to-hf RUN_DIR/checkpoints/iter_0012500 hf/X": (
+    "cptkit launch convert --cluster launch/abci3.yaml --submit mcore-to-hf RUN_DIR/checkpoints/iter_0012500 hf/X": (
         Cover(
             run=(
-                "cptkit launch --cluster launch/abci3.yaml --submit --convert mcore-to-hf "
+                "cptkit launch convert --cluster launch/abci3.yaml --submit mcore-to-hf "
                 "runs/swallowcode_exp1/checkpoints/iter_0012500 hf/swallowcode_exp1",
             ),
             expect=("convert mcore-to-hf", "qsub"),
@@ -360,14 +360,15 @@ def _walk(root, parser, tokens: list[str], where: str, problems: list[str]) -> N
                 problems.append(f"`{where}` has no option {name}")
                 i += 1
                 continue
-            if action.nargs == argparse.REMAINDER:  # launch --convert ARGS: a `cptkit convert` command line
-                top = _subparsers(root)
-                if action.dest in top.choices:
-                    _walk(root, top.choices[action.dest], tokens[i + 1 :], f"cptkit {action.dest}", problems)
-                return
             takes_value = action.nargs != 0 and "=" not in tok
             i += 2 if takes_value else 1
             continue
+        # `launch convert ARGS`: the rest of the line is a `cptkit convert` command line
+        rest = [a for a in parser._actions if not a.option_strings and a.nargs == argparse.REMAINDER]
+        stage = rest[0].dest.removesuffix("_args") if rest else None
+        if stage in _subparsers(root).choices:
+            _walk(root, _subparsers(root).choices[stage], tokens[i:], f"cptkit {stage}", problems)
+            return
         if sub is not None:
             if tok in sub.choices:
                 _walk(root, sub.choices[tok], tokens[i + 1 :], f"{where} {tok}", problems)
@@ -538,7 +539,7 @@ def test_an_unknown_command_or_a_removed_one_is_reported():
     ]
     assert cli_problems("cptkit frobnicate x") == ["`cptkit` has no subcommand 'frobnicate'"]
     assert cli_problems("cptkit plan recipes/x.yaml --frob 3") == ["`cptkit plan` has no option --frob"]
-    assert cli_problems("cptkit launch --cluster p.yaml --convert mcore-to-hf a b --iterations 3") == [
+    assert cli_problems("cptkit launch convert --cluster p.yaml mcore-to-hf a b --iterations 3") == [
         "`cptkit convert mcore-to-hf` has no option --iterations"
     ]
 
@@ -655,10 +656,10 @@ def test_readme_command_runs(ws, command, line):
 
 
 def test_a_launch_option_after_convert_is_refused(ws):
-    """`--convert` takes the rest of the line: `--submit` after it used to be handed to `cptkit convert` silently."""
-    argv = ["launch", "--cluster", "launch/abci3.yaml", "--convert", "mcore-to-hf", "runs/a", "hf/a", "--submit"]
+    """The convert arguments take the rest of the line: `--submit` after them used to go to `cptkit convert` silently."""
+    argv = ["launch", "convert", "--cluster", "launch/abci3.yaml", "mcore-to-hf", "runs/a", "hf/a", "--submit"]
     r = _cptkit(argv, ws, _env(ws, {}), timeout=60)
-    assert r.returncode == 2 and "--submit after --convert would be passed to `cptkit convert`" in r.stderr, r.stderr
+    assert r.returncode == 2 and "--submit after the convert arguments would be passed to `cptkit convert`" in r.stderr
     assert not (ws / "runs" / "convert").exists()
 
 
@@ -692,8 +693,8 @@ def test_the_commands_without_dry_run_are_the_ones_the_readme_names():
 # Commands in docs/*.md that run here as written (with --dry-run where the command would do real work); the rest of
 # the docs' commands are checked against the parser only.
 DOC_RUNS = {
-    "cptkit launch recipes/swallowcode_exp1.yaml --cluster launch/abci3.yaml --dry-run": "{cmd}",
-    "cptkit launch recipes/swallowcode_exp1.yaml --cluster launch/abci3.yaml --chain 4 --submit": "{cmd}",
+    "cptkit launch train recipes/swallowcode_exp1.yaml --cluster launch/abci3.yaml --dry-run": "{cmd}",
+    "cptkit launch train recipes/swallowcode_exp1.yaml --cluster launch/abci3.yaml --chain 4 --submit": "{cmd}",
     "cptkit status runs/swallowcode_exp1": "{cmd}",
     "cptkit plan recipes/swallowcode_exp1.yaml": "{cmd}",
     "cptkit train recipes/swallowcode_exp1.yaml --dry-run": "{cmd}",

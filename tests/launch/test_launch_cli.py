@@ -20,10 +20,14 @@ def launch(*argv: str) -> int:
     return main(["launch", *argv])
 
 
+def train(*argv: str) -> int:
+    return launch("train", *argv)
+
+
 @pytest.mark.parametrize("profile", CLUSTERS)
 def test_dry_run_every_cluster_x_shipped_recipe(profile, site_env, capsys):
     for recipe in BIG:
-        rc = launch(f"recipes/{recipe}", "--cluster", f"launch/{profile}.yaml", "--chain", "2", "--dry-run")
+        rc = train(f"recipes/{recipe}", "--cluster", f"launch/{profile}.yaml", "--chain", "2", "--dry-run")
         out, err = capsys.readouterr()
         assert rc == 0, f"{recipe} on {profile}: {err}"
         assert out.startswith("### ") and "#!/bin/bash" in out and "### submit" in out
@@ -32,7 +36,7 @@ def test_dry_run_every_cluster_x_shipped_recipe(profile, site_env, capsys):
 
 @pytest.mark.parametrize(("profile", "overrides"), SMALL.items())
 def test_dry_run_small_profiles_x_tiny_recipe(profile, overrides, site_env, capsys):
-    assert launch("recipes/tiny_cpu.yaml", *overrides, "--cluster", f"launch/{profile}.yaml") == 0
+    assert train("recipes/tiny_cpu.yaml", *overrides, "--cluster", f"launch/{profile}.yaml") == 0
     out = capsys.readouterr().out
     assert "tiny_cpu.yaml" in out
 
@@ -58,7 +62,7 @@ def fake_scheduler(tmp_path, monkeypatch):
 
 def test_submit_chain_records_jobs_and_status_shows_them(site_env, fake_scheduler, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CPTKIT_RUNS", str(tmp_path / "runs"))
-    rc = launch("recipes/swallowcode_exp1.yaml", "--cluster", "launch/abci3.yaml", "--chain", "3", "--submit")
+    rc = train("recipes/swallowcode_exp1.yaml", "--cluster", "launch/abci3.yaml", "--chain", "3", "--submit")
     assert rc == 0, capsys.readouterr().err
     calls = [json.loads(line) for line in fake_scheduler.read_text().splitlines()]
     assert [c[:-1] for c in calls] == [[], ["-W", "depend=afterany:100.pbs01"], ["-W", "depend=afterany:101.pbs01"]]
@@ -92,7 +96,7 @@ def test_submit_chain_records_jobs_and_status_shows_them(site_env, fake_schedule
 
 def test_submit_tokenize_array_then_merge_after_ok(site_env, fake_scheduler, tmp_path, capsys):
     work = tmp_path / "tok"
-    rc = launch("--tokenize", "data_mix/demo.yaml", "--num-shards", "4", "--cluster", "launch/hyperpod.yaml",
+    rc = launch("tokenize", "data_mix/demo.yaml", "--num-shards", "4", "--cluster", "launch/hyperpod.yaml",
                 "--work-dir", str(work), "--submit")  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     calls = [json.loads(line) for line in fake_scheduler.read_text().splitlines()]
@@ -108,7 +112,7 @@ def test_submit_failure_is_one_line(site_env, tmp_path, monkeypatch, capsys):
     (bin_dir / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("CPTKIT_RUNS", str(tmp_path / "runs"))
-    assert launch("recipes/swallowcode_exp1.yaml", "--cluster", "launch/slurm.yaml", "--submit") == 2
+    assert train("recipes/swallowcode_exp1.yaml", "--cluster", "launch/slurm.yaml", "--submit") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Invalid partition name" in err
     assert not (tmp_path / "runs" / "swallowcode_exp1" / "jobs.jsonl").exists()  # nothing recorded
@@ -118,14 +122,14 @@ def test_eval_and_convert_dry_run(site_env, tmp_path, capsys):
     run = tmp_path / "run"
     for it in (500, 1000):
         (run / "checkpoints" / f"iter_{it:07d}").mkdir(parents=True)
-    assert launch("--eval", str(run), "--suite", "ja", "--cluster", "launch/tsubame4.yaml") == 0
+    assert launch("eval", str(run), "--suite", "ja", "--cluster", "launch/tsubame4.yaml") == 0
     out = capsys.readouterr().out
     assert "#$ -t 1-2" in out and f"eval {run} --suite ja" in out
-    # --convert takes the rest of the command line, so it comes last
-    assert launch("--cluster", "launch/abci3.yaml", "--convert", "mcore-to-hf", "CKPT", "OUT") == 0
+    # the convert arguments take the rest of the command line, so they come last
+    assert launch("convert", "--cluster", "launch/abci3.yaml", "mcore-to-hf", "CKPT", "OUT") == 0
     out = capsys.readouterr().out
     assert "#PBS -q rt_HC" in out and "cptkit convert mcore-to-hf CKPT OUT" in out
-    assert launch("--eval", str(tmp_path), "--suite", "ja", "--cluster", "launch/tsubame4.yaml") == 2
+    assert launch("eval", str(tmp_path), "--suite", "ja", "--cluster", "launch/tsubame4.yaml") == 2
     assert "no checkpoints" in capsys.readouterr().err
 
 
@@ -136,10 +140,81 @@ def test_dry_run_and_status_import_no_torch(site_env, tmp_path):
 
     code = (
         "import sys\nfrom cptkit.cli import main\n"
-        "assert main(['launch', 'recipes/swallowcode_exp1.yaml', '--cluster', 'launch/tsubame4.yaml', '--dry-run']) == 0\n"
+        "assert main(['launch', 'train', 'recipes/swallowcode_exp1.yaml', '--cluster', 'launch/tsubame4.yaml', '--dry-run']) == 0\n"
         f"assert main(['status', {str(tmp_path)!r}, '--no-query']) == 0\n"
         "bad = sorted(m for m in ('torch', 'megatron', 'transformers') if m in sys.modules)\n"
         "assert not bad, bad\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+LEGACY = [
+    (["recipes/swallowcode_exp1.yaml", "--cluster", "launch/abci3.yaml", "--chain", "2"],
+     ["train", "recipes/swallowcode_exp1.yaml", "--cluster", "launch/abci3.yaml", "--chain", "2"]),
+    (["--tokenize", "data_mix/demo.yaml", "--num-shards", "4", "--cluster", "launch/hyperpod.yaml"],
+     ["tokenize", "data_mix/demo.yaml", "--num-shards", "4", "--cluster", "launch/hyperpod.yaml"]),
+    (["--cluster", "launch/abci3.yaml", "--convert", "mcore-to-hf", "CKPT", "OUT"],
+     ["convert", "--cluster", "launch/abci3.yaml", "mcore-to-hf", "CKPT", "OUT"]),
+    (["--eval=RUN", "--suite", "ja", "--cluster", "launch/tsubame4.yaml", "--num-iterations", "2"],
+     ["eval", "RUN", "--suite", "ja", "--cluster", "launch/tsubame4.yaml", "--num-iterations", "2"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("old", "new"), LEGACY)
+def test_old_flag_forms_still_work_for_one_release_with_a_notice(old, new, site_env, capsys):
+    """The pre-subcommand forms print the same job and one stderr line naming the new form."""
+    assert launch(*new) == 0
+    out_new, err_new = capsys.readouterr()
+    assert err_new == ""
+    assert launch(*old) == 0
+    out_old, err_old = capsys.readouterr()
+    assert out_old == out_new
+    assert (
+        err_old
+        == f"cptkit launch: this form is deprecated and goes in the next release; use: cptkit launch {' '.join(new)}\n"
+    )
+
+
+def test_targets_are_subcommands_with_their_own_options(site_env, capsys):
+    with pytest.raises(SystemExit) as e:
+        launch("tokenize", "data_mix/demo.yaml", "--cluster", "launch/hyperpod.yaml")  # no --num-shards
+    assert e.value.code == 2 and "--num-shards" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        launch("eval", "runs/x", "--suite", "ja", "--cluster", "launch/hyperpod.yaml", "--nodes", "2")  # a train option
+    assert e.value.code == 2 and "unrecognized arguments: --nodes 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        launch("frobnicate", "--cluster", "launch/hyperpod.yaml")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "invalid choice: 'frobnicate'" in err and "deprecated" not in err
+    # convert: a launch option after the convert arguments is refused, not handed to `cptkit convert`
+    assert launch("convert", "--cluster", "launch/abci3.yaml", "mcore-to-hf", "CKPT", "OUT", "--submit") == 2
+    err = capsys.readouterr().err
+    assert "--submit: --submit after the convert arguments would be passed to `cptkit convert`" in err
+    assert launch("convert", "--cluster", "launch/abci3.yaml", "--", "mcore-to-hf", "CKPT", "OUT") == 0
+    assert "cptkit convert mcore-to-hf CKPT OUT" in capsys.readouterr().out
+
+
+def test_a_new_target_is_one_class(site_env, capsys, monkeypatch):
+    """The extension point for curate/selftest/release: a Target subclass in TARGETS is a subcommand with the common
+    options, dry-run and submission, without touching cli.py."""
+    from cptkit.launch import render, targets
+
+    class Hello(targets.Target):
+        name, help = "hello", "say hello on a CPU node"
+
+        def add_arguments(self, p):
+            p.add_argument("who")
+
+        def build(self, args, profile, *, walltime, workdir):
+            job = render.render_task(profile, "hello", "cpu", "hello", f"echo hello {args.who}", workdir=workdir,
+                                     log_dir="/tmp/logs", walltime=walltime, array_size=None, banner=["hello"])  # fmt: skip
+            return targets.Launch([job], Path("runs/hello"), Path("runs/hello/logs"))
+
+    with pytest.raises(SystemExit):  # not blind: unknown before it is registered
+        launch("hello", "world", "--cluster", "launch/hyperpod.yaml")
+    assert "invalid choice: 'hello'" in capsys.readouterr().err
+    monkeypatch.setitem(targets.TARGETS, "hello", Hello())
+    assert launch("hello", "world", "--cluster", "launch/hyperpod.yaml", "--walltime", "00:10:00") == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --time=00:10:00" in out and "echo hello world" in out and "sbatch --parsable" in out

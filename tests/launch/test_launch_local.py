@@ -25,7 +25,7 @@ def test_local_torchrun_preempt_and_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_SECONDS_PER_ITER", "0.1")
     monkeypatch.setenv("PATH", f"{sys.prefix}/bin:{os.environ['PATH']}")  # torchrun
     monkeypatch.chdir(tmp_path)
-    assert main(["launch", str(recipe), "parallel.num_gpus=2", "--cluster", str(profile), "--dry-run"]) == 0
+    assert main(["launch", "train", str(recipe), "parallel.num_gpus=2", "--cluster", str(profile), "--dry-run"]) == 0
     out = capsys.readouterr().out
     script = out.split("\n", 1)[1].split("### submit")[0]
     assert 'torchrun --standalone --nnodes=1 --nproc-per-node="$GPUS_PER_NODE" --no-python' in script
@@ -41,7 +41,7 @@ def test_local_torchrun_preempt_and_resume(tmp_path, monkeypatch, capsys):
     ranks = {json.loads((run / "env" / f"rank-{r}.json").read_text())["RANK"] for r in (0, 1)}
     assert ranks == {"0", "1"}
 
-    assert main(["launch", str(recipe), "parallel.num_gpus=2", "--cluster", str(profile), "--submit"]) == 0
+    assert main(["launch", "train", str(recipe), "parallel.num_gpus=2", "--cluster", str(profile), "--submit"]) == 0
     entry = json.loads((run / "jobs.jsonl").read_text().splitlines()[-1])
     assert entry["scheduler"] == "local" and entry["exit_code"] == 0
     assert times_started(run) == 1

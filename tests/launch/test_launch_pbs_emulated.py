@@ -17,8 +17,7 @@ from launchtest_util import ROOT
 
 from cptkit.launch import render
 from cptkit.launch.profile import load_profile
-from cptkit.launch.recipe import read_recipe
-from cptkit.launch.validate import validate_train
+from cptkit.launch.validate import load_plan, validate_train
 
 MPIRUN = r"""
 echo "$@" >> "$RECORD"
@@ -42,7 +41,7 @@ def test_abci3_script_chain_under_emulated_pbs(tmp_path, site_env, monkeypatch):
     monkeypatch.setenv("CPTKIT_VENV", str(venv))
     recipe = write_recipe(tmp_path, run, global_batch_size=32)
     profile = load_profile(ROOT / "launch" / "abci3.yaml").model_copy(update={"checkpoint_lead_seconds": 1})
-    view = read_recipe(recipe, ["parallel.num_gpus=16"])
+    view = load_plan(recipe, ["parallel.num_gpus=16"])
     validate_train(view, profile, 2, "00:00:03")
     job = render.render_train(view, profile, nodes=2, walltime="00:00:03", workdir=str(tmp_path),
                               recipe_arg=str(recipe), overrides=["parallel.num_gpus=16"])  # fmt: skip
@@ -61,7 +60,9 @@ def test_abci3_script_chain_under_emulated_pbs(tmp_path, site_env, monkeypatch):
            "PBS_O_WORKDIR": str(tmp_path), "PBS_JOBNAME": "fake", "FAKE_SECONDS_PER_ITER": "0.25"}  # fmt: skip
 
     outputs = []
-    for n in range(1, 8):  # the jobs of a `-W depend=afterany` chain, one after another
+    # The jobs of a `-W depend=afterany` chain, one after another; on a loaded machine (startup eats most of the
+    # 3 s walltime) a chain needs more of them, as it would on a cluster.
+    for n in range(1, 41):
         env["PBS_JOBID"] = f"{n}.pbs1"
         r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
         outputs.append(r.stdout + r.stderr)
@@ -110,7 +111,7 @@ def test_wrong_node_count_fails_fast(tmp_path, site_env, monkeypatch):
     (tmp_path / "venv" / "bin" / "activate").write_text("")
     monkeypatch.setenv("CPTKIT_VENV", str(tmp_path / "venv"))
     profile = load_profile(ROOT / "launch" / "abci3.yaml")
-    view = read_recipe(recipe, ["parallel.num_gpus=16"])
+    view = load_plan(recipe, ["parallel.num_gpus=16"])
     job = render.render_train(view, profile, nodes=2, walltime="01:00:00", workdir=str(tmp_path),
                               recipe_arg=str(recipe), overrides=[])  # fmt: skip
     bin_dir = tmp_path / "bin"

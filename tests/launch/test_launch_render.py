@@ -15,8 +15,7 @@ from launchtest_util import PROFILES, ROOT
 
 from cptkit.launch import render
 from cptkit.launch.profile import load_profile
-from cptkit.launch.recipe import read_recipe
-from cptkit.launch.validate import resolve_nodes, validate_train
+from cptkit.launch.validate import load_plan, resolve_nodes, validate_train
 
 GOLDEN = Path(__file__).parent / "golden"
 WORKDIR = "/home/user/cptkit"
@@ -28,12 +27,13 @@ def render_all(name: str) -> dict[str, str]:
     profile = load_profile(ROOT / "launch" / f"{name}.yaml")
     recipe_arg = RECIPE.get(name, "recipes/swallowcode_exp1.yaml")
     overrides = OVERRIDES.get(name, [])
-    recipe = read_recipe(ROOT / recipe_arg, overrides)
-    nodes = resolve_nodes(recipe, profile, None)
+    plan = load_plan(ROOT / recipe_arg, overrides)
+    recipe = plan.recipe
+    nodes = resolve_nodes(plan, profile, None)
     walltime = profile.default_walltime or profile.max_walltime
-    validate_train(recipe, profile, nodes, walltime)
+    validate_train(plan, profile, nodes, walltime)
     train = render.render_train(
-        recipe,
+        plan,
         profile,
         nodes=nodes,
         walltime=walltime,
@@ -128,3 +128,15 @@ def test_apptainer_and_torchrun_limits(site_env):
     p = p.model_copy(update={"launcher": Launcher(kind="torchrun")})
     with pytest.raises(UserError, match="torchrun launcher runs on one node, not 2"):
         render.launch_command(p, 2, "recipes/x.yaml")
+
+
+def test_train_banner_is_the_plans_layout(site_env):
+    """The banner's numbers come from the Plan: a token-budget recipe shows the iterations the trainer will run."""
+    profile = load_profile(ROOT / "launch" / "hyperpod.yaml")
+    plan = load_plan(ROOT / "recipes" / "llama31_8b.yaml")
+    job = render.render_train(plan, profile, nodes=8, walltime="24:00:00", workdir=WORKDIR,
+                              recipe_arg="recipes/llama31_8b.yaml", overrides=[])  # fmt: skip
+    line = "# 8 node(s) x 8 GPUs = 64 GPUs; TP 2 PP 1 CP 1 DP 32; global batch 1024, micro batch 1, 5961 iterations"
+    assert f"{line} = 50.00B tokens\n" in job.script
+    half = load_plan(ROOT / "recipes" / "llama31_8b.yaml", ["training.train_tokens=25B"])
+    assert "2981 iterations = 25.01B tokens" in half.layout()  # not blind: the budget changes the line

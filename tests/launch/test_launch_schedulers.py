@@ -68,7 +68,7 @@ class Trainer:
         self.env = env
 
     def launch(self, profile: str, *extra: str) -> list[dict]:
-        cmd = [str(VENV / "bin" / "cptkit"), "launch", str(self.recipe), *self.overrides, "--cluster",
+        cmd = [str(VENV / "bin" / "cptkit"), "launch", "train", str(self.recipe), *self.overrides, "--cluster",
                str(ROOT / "launch" / profile), *extra, "--submit"]  # fmt: skip
         r = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=120, check=False)
         assert r.returncode == 0, r.stderr
@@ -188,7 +188,7 @@ def test_tokenize_array_job_then_merge(profile, tmp_path):
         "CPTKIT_BIN": f"env FAKE_CPTKIT_LOG={record} {sys.executable} {FAKE}",
     }
     work = tmp_path / "tok"
-    cmd = [str(VENV / "bin" / "cptkit"), "launch", "--tokenize", "data_mix/demo.yaml", "--num-shards", "3",
+    cmd = [str(VENV / "bin" / "cptkit"), "launch", "tokenize", "data_mix/demo.yaml", "--num-shards", "3",
            "--cluster", str(ROOT / "launch" / profile), "--work-dir", str(work), "--submit"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
     assert r.returncode == 0, r.stderr

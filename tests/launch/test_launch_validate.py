@@ -10,15 +10,14 @@ from launchtest_util import ROOT
 from cptkit.cli import main
 from cptkit.errors import UserError
 from cptkit.launch.profile import load_profile
-from cptkit.launch.recipe import read_recipe
-from cptkit.launch.validate import resolve_nodes, validate_train
+from cptkit.launch.validate import load_plan, resolve_nodes, validate_train
 
 EXP1 = str(ROOT / "recipes" / "swallowcode_exp1.yaml")
 
 
 def check(recipe_overrides: list[str], profile: str = "abci3", nodes: int | None = None, walltime: str = "24:00:00"):
     p = load_profile(ROOT / "launch" / f"{profile}.yaml")
-    r = read_recipe(EXP1, recipe_overrides)
+    r = load_plan(EXP1, recipe_overrides)
     validate_train(r, p, resolve_nodes(r, p, nodes), walltime)
 
 
@@ -31,18 +30,37 @@ def test_valid_recipe_passes(site_env):
     ("overrides", "nodes", "walltime", "match"),
     [
         ([], 4, "24:00:00", r"parallel.num_gpus: 4 nodes × 8 GPUs per node = 32 GPUs, but the recipe trains on 64"),
-        (["parallel.num_gpus=60"], None, "24:00:00", r"60 GPUs is not a whole number of abci3 nodes"),
+        (
+            ["parallel.num_gpus=60", "training.global_batch_size=480"],
+            None,
+            "24:00:00",
+            r"60 GPUs is not a whole number of abci3 nodes",
+        ),
+        # The batch/parallel arithmetic is the Plan's (cptkit.train.plan), so launch says what `cptkit plan` says.
         (
             ["parallel.tensor_model_parallel_size=3"],
             None,
             "24:00:00",
-            r"parallel: TP 3 × PP 1 × CP 1 = 3 does not divide",
+            r"parallel.num_gpus: 64 GPUs is not a multiple of TP x PP x CP = 3",
         ),
         (
             ["training.global_batch_size=500"],
             None,
             "24:00:00",
-            r"global batch 500 is not divisible by micro batch 2 × ",
+            r"training.global_batch_size: 500 is not divisible by micro_batch_size x DP = 2 x 32",
+        ),
+        # ... including what the launcher's own copy never checked: KV heads vs TP, budget vs iterations.
+        (
+            ["parallel.tensor_model_parallel_size=16"],
+            None,
+            "24:00:00",
+            r"parallel.tensor_model_parallel_size: 8 KV heads \(query groups\) are not divisible by TP 16",
+        ),
+        (
+            ["training.train_tokens=1B"],
+            None,
+            "24:00:00",
+            r"training.train_iters: 12500 iterations x 4,194,304 tokens disagrees with train_tokens",
         ),
         ([], None, "200:00:00", r"--walltime: walltime 200:00:00 exceeds abci3's limit 168:00:00"),
         ([], None, "1 day", r"walltime must be HH:MM:SS"),
@@ -85,7 +103,7 @@ def test_profile_schema_errors(tmp_path: Path, site_env):
 
 
 def test_cli_error_is_one_line_exit_2(site_env, capsys):
-    rc = main(["launch", EXP1, "--cluster", str(ROOT / "launch" / "abci3.yaml"), "--nodes", "3", "--dry-run"])
+    rc = main(["launch", "train", EXP1, "--cluster", str(ROOT / "launch" / "abci3.yaml"), "--nodes", "3", "--dry-run"])
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "3 nodes × 8 GPUs per node = 24 GPUs" in err

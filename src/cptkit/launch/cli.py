@@ -1,11 +1,15 @@
-"""`cptkit launch` and `cptkit status`: render, validate and submit cluster jobs; show a run's progress.
+"""`cptkit launch TARGET` and `cptkit status`: render, validate and submit cluster jobs; show a run's progress.
 
-    cptkit launch recipes/tiny_cpu.yaml --cluster launch/local.yaml --dry-run
-    cptkit launch recipes/X.yaml --cluster launch/abci3.yaml --nodes 8 --chain 5 --submit
-    cptkit launch --tokenize data_mix/X.yaml --num-shards 64 --cluster launch/tsubame4.yaml --submit
-    cptkit launch --cluster launch/slurm.yaml --submit --convert mcore-to-hf RUN/checkpoints/iter_0012500 OUT
-    cptkit launch --eval RUN_DIR --suite ja --cluster launch/hyperpod.yaml --submit
+    cptkit launch train recipes/tiny_cpu.yaml --cluster launch/local.yaml --dry-run
+    cptkit launch train recipes/X.yaml --cluster launch/abci3.yaml --nodes 8 --chain 5 --submit
+    cptkit launch tokenize data_mix/X.yaml --num-shards 64 --cluster launch/tsubame4.yaml --submit
+    cptkit launch convert --cluster launch/slurm.yaml --submit mcore-to-hf RUN/checkpoints/iter_0012500 OUT
+    cptkit launch eval RUN_DIR --suite ja --cluster launch/hyperpod.yaml --submit
     cptkit status RUN_DIR
+
+The targets are the classes in `targets.py` (add one there). The pre-subcommand forms (`cptkit launch RECIPE`,
+`--tokenize`, `--convert`, `--eval`) still work for this release, with a one-line deprecation notice naming the new
+form, as Megatron-LM keeps a renamed argument working with a warning before removing it.
 
 Nothing here imports torch: this runs on login nodes.
 """
@@ -17,44 +21,28 @@ import json
 import os
 import shlex
 import sys
-from pathlib import Path
 
-from cptkit.errors import UserError
+from cptkit.launch.targets import TARGETS, Convert
+
+_LEGACY_FLAGS = {"--tokenize": "tokenize", "--eval": "eval", "--convert": "convert"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "launch",
-        help="render / submit cluster jobs (train chain, tokenize array, convert, eval array)",
-        description="Render a job script for a cluster profile, validate it, print it (--dry-run) or submit it "
-        "(--submit). Training jobs resume from the run's latest checkpoint and are chained until COMPLETED.",
+        help="render / submit cluster jobs: train (chained), tokenize (array + merge), convert, eval (array)",
+        description="Render a job script for a cluster profile, validate it, print it (--dry-run, the default) or "
+        "submit it (--submit). Training jobs resume from the run's latest checkpoint and are chained until COMPLETED.",
     )
-    p.add_argument("recipe", nargs="?", help="training recipe YAML (omit with --tokenize/--convert/--eval)")
-    p.add_argument("overrides", nargs="*", help="recipe overrides key=value, passed on to `cptkit train`")
-    p.add_argument("--cluster", required=True, metavar="PROFILE.yaml", help="cluster profile, e.g. launch/abci3.yaml")
-    p.add_argument("--nodes", type=int, help="nodes for training (default: recipe GPUs / GPUs per node)")
-    p.add_argument("--walltime", help="HH:MM:SS per job (default: the profile's default_walltime or max_walltime)")
-    p.add_argument("--chain", type=int, default=1, metavar="K", help="submit K chained training jobs (PBS, SGE)")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--tokenize", metavar="MIXTURE.yaml", help="array job: one task per shard, then a merge job")
-    what.add_argument(
-        "--convert",
-        nargs=argparse.REMAINDER,
-        metavar="ARGS",
-        help="CPU job: `cptkit convert ARGS` (give it last: it takes the rest of the line)",
-    )
-    what.add_argument("--eval", metavar="RUN_DIR", help="array job: one task per checkpoint of RUN_DIR")
-    p.add_argument("--num-shards", type=int, help="--tokenize: number of shards (array tasks)")
-    p.add_argument("--suite", help="--eval: evaluation suite")
-    p.add_argument("--num-iterations", type=int, help="--eval: checkpoints to evaluate (default: iter_* in RUN_DIR)")
-    p.add_argument(
-        "--work-dir",
-        help="tokenize/convert/eval: where scripts, logs and jobs.jsonl go (training always uses the recipe's run_dir)",
-    )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", action="store_true", help="print the script(s) and submit command(s) (default)")
-    mode.add_argument("--submit", action="store_true", help="write the script(s) and submit them")
-    p.set_defaults(func=_launch)
+    targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for target in TARGETS.values():
+        t = targets.add_parser(target.name, help=target.help, description=target.help)
+        target.add_arguments(t)
+        _common_options(t)
+        t.set_defaults(func=_launch)
+    # The old flag forms, rewritten before parsing: argparse would reject them before any handler runs.
+    parse = p.parse_known_args
+    p.parse_known_args = lambda args=None, namespace=None: parse(rewrite_legacy(args), namespace)  # type: ignore
 
     s = subparsers.add_parser("status", help="iterations done, latest checkpoint and jobs of a run")
     s.add_argument("run_dir", help="the run directory (recipe run_dir)")
@@ -63,100 +51,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_status)
 
 
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise UserError(f"must be at least 1, got {value}", field=name)
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", required=True, metavar="PROFILE.yaml", help="cluster profile, e.g. launch/abci3.yaml")
+    p.add_argument("--walltime", help="HH:MM:SS per job (default: the profile's default_walltime or max_walltime)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="print the script(s) and submit command(s) (default)")
+    mode.add_argument("--submit", action="store_true", help="write the script(s) and submit them")
 
 
-def _plan(args: argparse.Namespace):
-    from cptkit.launch import render, validate
-    from cptkit.launch.profile import load_profile
-    from cptkit.launch.recipe import read_recipe
-
-    # --convert takes the rest of the line: a launch option after it would silently go to `cptkit convert`
-    # (an unsubmitted job whose script then fails on the unknown option).
-    misplaced = [a for a in args.convert or () if a.split("=")[0] in ("--submit", "--walltime", "--work-dir")]
-    if misplaced:
-        raise UserError(
-            f"{misplaced[0]} after --convert would be passed to `cptkit convert`; give launch's options before "
-            "--convert (it takes the rest of the line)",
-            field="--convert",
-        )
-    profile = load_profile(args.cluster)
-    workdir = os.getcwd()
-    walltime = args.walltime or profile.default_walltime or profile.max_walltime
-    for name in ("nodes", "chain", "num_shards", "num_iterations"):
-        _positive(f"--{name.replace('_', '-')}", getattr(args, name))
-    if args.tokenize or args.convert is not None or args.eval:
-        if args.recipe or args.overrides:
-            raise UserError("give either a recipe or one of --tokenize/--convert/--eval, not both")
-        validate.validate_walltime(profile, walltime)
-    if args.tokenize:
-        if not args.num_shards:
-            raise UserError("--tokenize needs --num-shards N")
-        work = Path(args.work_dir or f"runs/tokenize-{Path(args.tokenize).stem}")
-        jobs = render.render_tokenize(
-            args.tokenize,
-            profile,
-            num_shards=args.num_shards,
-            workdir=workdir,
-            log_dir=str((work / "logs").absolute()),
-            walltime=walltime,
-        )
-        return profile, jobs, work
-    if args.convert is not None:
-        if not args.convert:
-            raise UserError("--convert needs the `cptkit convert` arguments, e.g. mcore-to-hf CKPT OUT")
-        work = Path(args.work_dir or "runs/convert")
-        job = render.render_convert(
-            args.convert, profile, workdir=workdir, log_dir=str((work / "logs").absolute()), walltime=walltime
-        )
-        return profile, [job], work
-    if args.eval:
-        if not args.suite:
-            raise UserError("--eval needs --suite SUITE")
-        n = args.num_iterations or len(list((Path(args.eval) / "checkpoints").glob("iter_*")))
-        if n < 1:
-            raise UserError("no checkpoints (iter_*) to evaluate; pass --num-iterations", file=args.eval)
-        work = Path(args.work_dir or args.eval)
-        job = render.render_eval(
-            args.eval,
-            args.suite,
-            profile,
-            num_iterations=n,
-            workdir=workdir,
-            log_dir=str((work / "logs" / "jobs").absolute()),
-            walltime=walltime,
-        )
-        return profile, [job], work
-    if not args.recipe:
-        raise UserError("give a recipe, or --tokenize/--convert/--eval")
-    recipe = read_recipe(args.recipe, args.overrides)
-    nodes = validate.resolve_nodes(recipe, profile, args.nodes)
-    validate.validate_train(recipe, profile, nodes, walltime)
-    if args.chain > 1 and profile.scheduler == "local":
-        raise UserError("--chain needs a batch scheduler; the local profile runs the job now", field="--chain")
-    job = render.render_train(
-        recipe,
-        profile,
-        nodes=nodes,
-        walltime=walltime,
-        workdir=workdir,
-        recipe_arg=args.recipe,
-        overrides=args.overrides,
-        chain=args.chain,
+def rewrite_legacy(argv: list[str] | None) -> list[str] | None:
+    """`cptkit launch RECIPE ...` / `--tokenize M` / `--eval R` / `--convert ARGS` -> the subcommand form (+ notice)."""
+    if not argv or argv[0] in TARGETS or argv[0] in ("-h", "--help"):
+        return argv
+    new = None
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if flag == "--convert":  # it took the rest of the line, as the convert target's arguments do
+            new = ["convert", *argv[:i], *([value] if eq else []), *argv[i + 1 :]]
+            break
+        if flag in _LEGACY_FLAGS:
+            taken = [value] if eq else argv[i + 1 : i + 2]
+            new = [_LEGACY_FLAGS[flag], *taken, *argv[:i], *argv[i + 1 + (not eq) :]]
+            break
+    if new is None:
+        # `cptkit launch RECIPE ...` (or options first); any other first word is a mistyped target for argparse.
+        if not (argv[0].startswith("-") or argv[0].endswith((".yaml", ".yml")) or os.path.isfile(argv[0])):
+            return argv
+        new = ["train", *argv]
+    print(
+        f"cptkit launch: this form is deprecated and goes in the next release; use: cptkit launch {shlex.join(new)}",
+        file=sys.stderr,
     )
-    if args.work_dir:
-        raise UserError(
-            "a training job keeps its scripts, logs and jobs.jsonl in the recipe's run_dir", field="--work-dir"
-        )
-    return profile, [job], Path(recipe.run_dir)
+    return new
 
 
 def _launch(args: argparse.Namespace) -> int:
     from cptkit.launch import submit
+    from cptkit.launch.profile import load_profile
 
-    profile, jobs, work = _plan(args)
+    target = TARGETS[args.target]
+    if isinstance(target, Convert):  # before the profile: a misplaced --submit must not be lost silently
+        target.check_placement(args.convert_args)
+    profile = load_profile(args.cluster)
+    walltime = args.walltime or profile.default_walltime or profile.max_walltime
+    launch = target.build(args, profile, walltime=walltime, workdir=os.getcwd())
+    jobs, work = launch.jobs, launch.work_dir
     if not args.submit:
         scripts = {job.kind: work / "launch" / f"{job.kind}-<timestamp>.sh" for job in jobs}
         for job in jobs:
@@ -167,8 +106,7 @@ def _launch(args: argparse.Namespace) -> int:
             print(shlex.join(cmd))
         return 0
     scripts = submit.write_scripts(jobs, work)
-    log_dir = work / "logs" / "jobs" if jobs[0].kind in ("train", "eval") else work / "logs"
-    entries = submit.submit(jobs, scripts, profile, work, log_dir)
+    entries = submit.submit(jobs, scripts, profile, work, launch.log_dir)
     for e in entries:
         print(f"{e['kind']}: job {e['job_id']}  ({e['submit_command']})")
     print(f"recorded in {work / submit.JOBS_FILE}; follow with: cptkit status {work}")

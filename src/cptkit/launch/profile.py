@@ -23,9 +23,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cptkit.errors import UserError
+from cptkit.launch import schedulers
 from cptkit.util.envvars import expand
 
-SCHEDULERS = ("slurm", "pbs", "sge", "local")
 _WALLTIME = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -93,7 +93,7 @@ class Resources(_Strict):
 class Profile(_Strict):
     name: str
     description: str = ""
-    scheduler: Literal["slurm", "pbs", "sge", "local"]
+    scheduler: Literal[tuple(schedulers.SCHEDULERS)]  # type: ignore[valid-type]  # one class each in schedulers.py
     gpus_per_node: int = Field(ge=1)
     cpus_per_node: int = Field(ge=1)
     max_nodes: int | None = Field(None, ge=1)
@@ -120,10 +120,12 @@ class Profile(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Profile:
-        if self.scheduler == "local" and self.launcher.kind != "torchrun":
-            raise ValueError("scheduler 'local' runs torchrun on this machine: set launcher.kind: torchrun")
-        if self.launcher.kind == "srun" and self.scheduler != "slurm":
-            raise ValueError("launcher.kind 'srun' needs scheduler 'slurm'")
+        sched = schedulers.get(self.scheduler)
+        if self.launcher.kind not in sched.launchers:
+            kinds = ", ".join(sorted(sched.launchers))
+            raise ValueError(
+                f"scheduler {self.scheduler!r} cannot start launcher.kind {self.launcher.kind!r}; use {kinds}"
+            )
         if self.environment.kind == "pyxis" and self.launcher.kind != "srun":
             raise ValueError("environment.kind 'pyxis' (enroot) works through srun: set launcher.kind: srun")
         lead, limit = self.checkpoint_lead_seconds, walltime_seconds(self.max_walltime)

@@ -5,8 +5,12 @@ a hostfile, `MASTER_ADDR`/`MASTER_PORT`, one process per GPU, and signal handlin
 the walltime ends or when the job is pre-empted. Rendering is pure (no clock, no environment reads) so the output can
 be pinned by golden files.
 
-    from cptkit.launch.render import render_train
-    job = render_train(recipe, profile, nodes=8, walltime="24:00:00", workdir="/path/to/cptkit")
+    from cptkit.launch import render, validate
+    from cptkit.launch.profile import load_profile
+    profile = load_profile("launch/abci3.yaml")
+    plan = validate.load_plan("recipes/swallowcode_exp1.yaml")
+    job = render.render_train(plan, profile, nodes=8, walltime="48:00:00", workdir="/path/to/cptkit",
+                              recipe_arg="recipes/swallowcode_exp1.yaml", overrides=[])
     print(job.script)
 """
 
@@ -22,7 +26,7 @@ import jinja2
 from cptkit.errors import UserError
 from cptkit.launch import schedulers
 from cptkit.launch.profile import Profile, walltime_seconds
-from cptkit.launch.recipe import RecipeView
+from cptkit.train.plan import Plan
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("cptkit.launch", "templates"),
@@ -35,8 +39,6 @@ _ENV = jinja2.Environment(
 _ENV.filters["q"] = lambda v: shlex.quote(str(v))
 # Profile `env` values may refer to the job's own variables (`$LD_LIBRARY_PATH`): double quotes keep `$` live.
 _ENV.filters["dq"] = lambda v: '"' + re.sub(r'(["\\`])', r"\\\1", str(v)) + '"'
-
-_TITLES = {"slurm": "SLURM", "pbs": "PBS Pro", "sge": "Grid Engine", "local": "local"}
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,7 @@ def _common(
         "prefix": sched.prefix,
         "directives": ([*header, *directives] if sched.prefix else []),
         "banner": banner,
-        "scheduler": profile.scheduler,
-        "scheduler_title": _TITLES[profile.scheduler],
+        "sched": sched,
         "job_id": sched.job_id,
         "array_index": sched.array_index if (array_size or 0) > 1 else "0",
         "array_size": array_size,
@@ -156,7 +157,7 @@ def _common(
 
 
 def render_train(
-    recipe: RecipeView,
+    plan: Plan,
     profile: Profile,
     *,
     nodes: int,
@@ -166,31 +167,20 @@ def render_train(
     overrides: list[str],
     chain: int = 1,
 ) -> Job:
-    run_dir = recipe.run_dir
-    world = nodes * profile.gpus_per_node
-    tp, pp, cp = recipe.tensor_model_parallel_size, recipe.pipeline_model_parallel_size, recipe.context_parallel_size
-    dp = world // (tp * pp * cp)
+    """The training job of a validated plan (`validate.validate_train`): nodes x GPUs per node = the plan's world."""
+    name, run_dir = plan.recipe.name, str(plan.recipe.run_dir)
+    world = plan.world_size
     lead = profile.checkpoint_lead_seconds
-    extra: list[str] = []
-    if profile.scheduler == "slurm":
-        extra = [f"--signal=B:USR1@{lead}", "--requeue", "--open-mode=append"]
-    directives = extra + profile.directives("train", nodes=nodes, walltime=walltime, world_size=world)
-    resume = {
-        "slurm": f"on pre-emption or {lead} s before the walltime it checkpoints and requeues itself",
-        "pbs": f"it checkpoints {lead} s before the walltime; chained jobs (-W depend=afterany) resume it",
-        "sge": f"it checkpoints {lead} s before the walltime; chained jobs (-hold_jid) resume it",
-        "local": "on SIGUSR1/SIGTERM it checkpoints; run it again to resume",
-    }[profile.scheduler]
-    banner = [
-        f"cptkit training job: {recipe.name} ({recipe_arg}) on {profile.name}",
-        f"{nodes} node(s) x {profile.gpus_per_node} GPUs = {world} GPUs; TP {tp} PP {pp} CP {cp} DP {dp}; "
-        f"global batch {recipe.global_batch_size}, micro batch {recipe.micro_batch_size}, "
-        + (f"{recipe.train_iters} iterations" if recipe.train_iters else f"{recipe.train_tokens} tokens"),
-        f"Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; {resume}.",
-    ]
-    ctx = _common(
-        profile, "train", workdir, f"{run_dir}/logs/jobs", f"{recipe.name}"[:60], walltime, None, directives, banner
+    sched = schedulers.get(profile.scheduler)
+    directives = sched.train_directives(lead) + profile.directives(
+        "train", nodes=nodes, walltime=walltime, world_size=world
     )
+    banner = [
+        f"cptkit training job: {name} ({recipe_arg}) on {profile.name}",
+        f"{nodes} node(s) x {profile.gpus_per_node} GPUs = {world} GPUs; {plan.layout()}",
+        f"Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; {sched.resume_note(lead)}.",
+    ]
+    ctx = _common(profile, "train", workdir, f"{run_dir}/logs/jobs", name[:60], walltime, None, directives, banner)
     wall = walltime_seconds(walltime)
     ctx.update(
         run_dir=run_dir,
@@ -198,13 +188,13 @@ def render_train(
         gpus_per_node=profile.gpus_per_node,
         lead=lead,
         max_requeues=profile.max_requeues,
-        watchdog_seconds=(wall - lead) if profile.scheduler in ("pbs", "sge") else None,
+        watchdog_seconds=sched.watchdog_seconds(wall, lead),
         launch_command=launch_command(profile, nodes, _q([recipe_arg, *overrides])),
     )
-    return Job("train", recipe.name, _ENV.get_template("train.sh.j2").render(**ctx), chain=chain)
+    return Job("train", name, _ENV.get_template("train.sh.j2").render(**ctx), chain=chain)
 
 
-def _task(
+def render_task(
     profile: Profile,
     kind: str,
     resources: str,
@@ -218,6 +208,8 @@ def _task(
     banner: list[str],
     after: str | None = None,
 ) -> Job:
+    """A one-node job (or array of them) running `command` in the profile's environment; `resources` names the
+    profile's resource list (cpu, eval). `$ARRAY_INDEX` (0-based) and `$NUM_TASKS` are set for arrays."""
     directives = profile.directives(resources, nodes=1, walltime=walltime or profile.max_walltime, world_size=1)
     ctx = _common(profile, kind, workdir, log_dir, name[:60], walltime, array_size, directives, banner)
     ctx["command"] = command
@@ -230,7 +222,7 @@ def render_tokenize(
     """An array job (one task per shard) and a merge job that waits for all of it."""
     stem = Path(mixture).stem
     prefix = f"{_task_prefix(profile, gpu=False)}{_cptkit(profile)} tokenize {shlex.quote(mixture)}"
-    shards = _task(
+    shards = render_task(
         profile,
         "tokenize",
         "cpu",
@@ -245,7 +237,7 @@ def render_tokenize(
             "Rendered by `cptkit launch --tokenize`; the merge job runs after every shard succeeded.",
         ],
     )
-    merge = _task(
+    merge = render_task(
         profile,
         "merge",
         "cpu",
@@ -266,7 +258,7 @@ def render_convert(
 ) -> Job:
     command = f"{_task_prefix(profile, gpu=False)}{_cptkit(profile)} convert {_q(convert_args)}"
     banner = [f"cptkit conversion (CPU): convert {' '.join(convert_args)}", "Rendered by `cptkit launch --convert`."]
-    return _task(
+    return render_task(
         profile,
         "convert",
         "cpu",
@@ -293,7 +285,7 @@ def render_eval(
         f"cptkit evaluation: suite {suite} on {num_iterations} checkpoint(s) of {run_dir}, one array task each",
         "Rendered by `cptkit launch --eval`.",
     ]
-    return _task(
+    return render_task(
         profile,
         "eval",
         "eval",

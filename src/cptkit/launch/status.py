@@ -7,41 +7,19 @@ asks it for the state of the recorded jobs. Never imports torch.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from cptkit.errors import UserError
+from cptkit.launch import schedulers
 from cptkit.launch.submit import read_jobs
 
 
 def _query(scheduler: str, job_id: str) -> str:
-    """The job's state as the scheduler reports it, or "" if it cannot tell (finished, or no client here)."""
-    cmds = {
-        "slurm": ["squeue", "-h", "-j", job_id, "-o", "%T"],
-        "pbs": ["qstat", "-x", "-f", "-F", "json", job_id],
-        "sge": ["qstat", "-j", job_id],
-    }
-    cmd = cmds.get(scheduler)
-    if cmd is None or shutil.which(cmd[0]) is None:
-        return ""
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
-    except subprocess.TimeoutExpired:
-        return ""
-    if r.returncode != 0:
-        return "finished" if scheduler in ("slurm", "sge") else ""
-    if scheduler == "slurm":
-        return r.stdout.strip().lower() or "finished"
-    if scheduler == "sge":
-        return "queued/running"
-    try:
-        jobs = json.loads(r.stdout)["Jobs"]
-        return next(iter(jobs.values()))["job_state"]
-    except (ValueError, KeyError, StopIteration):
-        return ""
+    """The job's state as its scheduler reports it, or "" if it cannot tell (an unknown scheduler name included)."""
+    sched = schedulers.SCHEDULERS.get(scheduler)
+    return sched.query_state(job_id) if sched else ""
 
 
 def summarize(run_dir: str | Path, *, query: bool = True) -> dict:

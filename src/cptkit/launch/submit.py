@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shlex
-import subprocess
 from pathlib import Path
 
-from cptkit.errors import UserError
 from cptkit.launch import schedulers
 from cptkit.launch.profile import Profile
 from cptkit.launch.render import Job
@@ -57,17 +54,6 @@ def submit_commands(jobs: list[Job], scripts: dict[str, Path], profile: Profile)
     return cmds
 
 
-def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    except FileNotFoundError:
-        raise UserError(f"{cmd[0]} not found: submit from a login node of this cluster, or use --dry-run") from None
-    if r.returncode != 0:
-        msg = (r.stderr or r.stdout).strip().replace("\n", " ")
-        raise UserError(f"{shlex.join(cmd)} failed (exit {r.returncode}): {msg}")
-    return r
-
-
 def record(work_dir: Path, entry: dict) -> None:
     path = work_dir / JOBS_FILE
     old = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -96,10 +82,7 @@ def submit(jobs: list[Job], scripts: dict[str, Path], profile: Profile, work_dir
                 ok=job.after is not None and i == 0,
                 extra=profile.submit_args,
             )
-            if profile.scheduler == "local":
-                job_id, rc = _run_local(job, cmd, log_dir)
-            else:
-                job_id, rc = sched.parse_job_id(_run(cmd).stdout), None
+            job_id, rc = sched.submit(cmd, kind=job.kind, array_size=job.array_size, log_dir=log_dir)
             entry = {
                 "job_id": job_id,
                 "kind": job.kind,
@@ -120,15 +103,3 @@ def submit(jobs: list[Job], scripts: dict[str, Path], profile: Profile, work_dir
             entries.append(entry)
             previous = ids[job.kind] = job_id
     return entries
-
-
-def _run_local(job: Job, cmd: list[str], log_dir: Path) -> tuple[str, int]:
-    job_id = f"local-{os.getpid()}-{_stamp()}-{job.kind}"
-    rc = 0
-    for index in range(job.array_size or 1):
-        env = {**os.environ, "CPTKIT_ARRAY_INDEX": str(index)}
-        with open(log_dir / f"{job_id}.{index}.out", "w", encoding="utf-8") as log:
-            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
-        if rc != 0:
-            raise UserError(f"local {job.kind} job failed (exit {rc}); see {log.name}")
-    return job_id, rc

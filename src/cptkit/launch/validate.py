@@ -5,53 +5,52 @@ Each check raises a one-line `UserError` that names the file and field to fix.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cptkit.errors import UserError
 from cptkit.launch.profile import Profile, walltime_seconds
-from cptkit.launch.recipe import RecipeView
+from cptkit.train.plan import Plan
 
 
-def resolve_nodes(recipe: RecipeView, profile: Profile, nodes: int | None) -> int:
-    """Nodes for a training job: `--nodes`, else the recipe's GPUs over the profile's GPUs per node."""
+def load_plan(recipe: str | Path, overrides: list[str] | None = None) -> Plan:
+    """The recipe's `Plan`, exactly as `cptkit plan` and `cptkit train` build it (torch-free).
+
+    The Plan owns the batch/parallel arithmetic (TP x PP x CP vs GPUs, GBS vs MBS x DP, heads vs TP, layers vs PP,
+    token budget → iterations); the launcher only adds what the cluster decides: nodes and walltime.
+    """
+    from cptkit.train.plan import make_plan
+    from cptkit.train.recipe import load_recipe
+
+    return make_plan(load_recipe(recipe, list(overrides or [])))
+
+
+def resolve_nodes(plan: Plan, profile: Profile, nodes: int | None) -> int:
+    """Nodes for a training job: `--nodes`, else the planned GPUs over the profile's GPUs per node."""
     if nodes is None:
-        if recipe.num_gpus % profile.gpus_per_node:
+        if plan.world_size % profile.gpus_per_node:
             raise UserError(
-                f"{recipe.num_gpus} GPUs is not a whole number of {profile.name} nodes "
+                f"{plan.world_size} GPUs is not a whole number of {profile.name} nodes "
                 f"({profile.gpus_per_node} GPUs each); change parallel.num_gpus or pass --nodes",
-                file=recipe.path,
+                file=plan.recipe.file_of("parallel.num_gpus"),
                 field="parallel.num_gpus",
             )
-        nodes = max(1, recipe.num_gpus // profile.gpus_per_node)
+        nodes = max(1, plan.world_size // profile.gpus_per_node)
     return nodes
 
 
-def validate_train(recipe: RecipeView, profile: Profile, nodes: int, walltime: str) -> None:
+def validate_train(plan: Plan, profile: Profile, nodes: int, walltime: str) -> None:
+    """The allocation fits the plan: nodes x GPUs per node is the planned world size, within the site's limits."""
     gpn = profile.gpus_per_node
     world = nodes * gpn
     if nodes < 1:
         raise UserError(f"--nodes must be at least 1, got {nodes}")
     if profile.max_nodes is not None and nodes > profile.max_nodes:
         raise UserError(f"{nodes} nodes exceeds the profile's max_nodes {profile.max_nodes}", field="--nodes")
-    if world != recipe.num_gpus:
+    if world != plan.world_size:
         raise UserError(
-            f"{nodes} nodes × {gpn} GPUs per node = {world} GPUs, but the recipe trains on {recipe.num_gpus}",
-            file=recipe.path,
+            f"{nodes} nodes × {gpn} GPUs per node = {world} GPUs, but the recipe trains on {plan.world_size}",
+            file=plan.recipe.file_of("parallel.num_gpus"),
             field="parallel.num_gpus",
-        )
-    tp, pp, cp = recipe.tensor_model_parallel_size, recipe.pipeline_model_parallel_size, recipe.context_parallel_size
-    model_parallel = tp * pp * cp
-    if world % model_parallel:
-        raise UserError(
-            f"TP {tp} × PP {pp} × CP {cp} = {model_parallel} does not divide the world size {world}",
-            file=recipe.path,
-            field="parallel",
-        )
-    dp = world // model_parallel
-    gbs, mbs = recipe.global_batch_size, recipe.micro_batch_size
-    if gbs % (mbs * dp):
-        raise UserError(
-            f"global batch {gbs} is not divisible by micro batch {mbs} × data-parallel size {dp} = {mbs * dp}",
-            file=recipe.path,
-            field="training.global_batch_size",
         )
     validate_walltime(profile, walltime)
 

@@ -70,6 +70,18 @@ class Plan:
     def warmup_tokens(self) -> int:
         return self.warmup_iters * self.tokens_per_iteration
 
+    def layout(self) -> str:
+        """One line for job scripts (`cptkit launch`): parallel layout, batch and length of the run."""
+        p, t = self.recipe.parallel, self.recipe.training
+        length = f"{self.train_iters} iterations"
+        if t.train_iters is None:  # planned from the token budget: say both
+            length += f" = {format_tokens(self.train_tokens)} tokens"
+        return (
+            f"TP {p.tensor_model_parallel_size} PP {p.pipeline_model_parallel_size} CP {p.context_parallel_size} "
+            f"DP {self.data_parallel_size}; global batch {t.global_batch_size}, micro batch {t.micro_batch_size}, "
+            f"{length}"
+        )
+
     def render(self) -> str:
         r, m = self.recipe, self.memory
         p = r.parallel

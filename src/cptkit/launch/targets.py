@@ -1,0 +1,195 @@
+"""`cptkit launch TARGET`: one class per kind of job — its arguments, its checks, and the jobs it renders.
+
+    cptkit launch train recipes/X.yaml [key=value ...] --cluster launch/abci3.yaml --nodes 8 --chain 5 --submit
+    cptkit launch tokenize data_mix/X.yaml --num-shards 64 --cluster launch/tsubame4.yaml --submit
+    cptkit launch eval runs/X --suite ja --cluster launch/hyperpod.yaml --submit
+    cptkit launch convert --cluster launch/slurm.yaml --submit mcore-to-hf runs/X/checkpoints/iter_0012500 hf/X
+
+Every target shares `--cluster`, `--walltime` and `--dry-run`/`--submit` (added by `cli.py`); a target's `build()`
+turns its arguments into `Job`s plus the directory their scripts, logs and `jobs.jsonl` go to.
+
+Extension point: a new target (`curate`, `selftest` and `release` are planned) is one `Target` subclass here —
+`add_arguments()` and `build()`, rendering its job with `render.render_task()` like tokenize/eval do — and its entry in
+`TARGETS`. The CLI, dry-run, submission, chaining and `cptkit status` need no change.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from cptkit.errors import UserError
+
+if TYPE_CHECKING:  # `cptkit --help` imports this module: keep it to argparse-level code
+    from cptkit.launch.profile import Profile
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a target renders: the jobs (in submit order), where their files go, and where the jobs log."""
+
+    jobs: list  # list[render.Job]
+    work_dir: Path
+    log_dir: Path
+
+
+def positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UserError(f"must be at least 1, got {value}", field=name)
+
+
+class Target:
+    name: ClassVar[str]
+    help: ClassVar[str]
+    work_dir_default: ClassVar[str | None] = None  # None: the target decides (train: the recipe's run_dir)
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        raise NotImplementedError
+
+    def build(self, args: argparse.Namespace, profile: Profile, *, walltime: str, workdir: str) -> Launch:
+        raise NotImplementedError
+
+    def work_dir(self, args: argparse.Namespace, default: str) -> Path:
+        return Path(args.work_dir or default)
+
+
+class Train(Target):
+    name = "train"
+    help = "training job(s) of a recipe, resumed from the latest checkpoint and chained until COMPLETED"
+
+    def add_arguments(self, p):
+        p.add_argument("recipe", help="training recipe YAML")
+        p.add_argument("overrides", nargs="*", help="recipe overrides key=value, passed on to `cptkit train`")
+        p.add_argument("--nodes", type=int, help="nodes (default: the recipe's parallel.num_gpus / GPUs per node)")
+        p.add_argument("--chain", type=int, default=1, metavar="K", help="submit K chained jobs (PBS, SGE, SLURM)")
+
+    def build(self, args, profile, *, walltime, workdir):
+        from cptkit.launch import render, schedulers, validate
+
+        positive("--nodes", args.nodes)
+        positive("--chain", args.chain)
+        plan = validate.load_plan(args.recipe, args.overrides)
+        nodes = validate.resolve_nodes(plan, profile, args.nodes)
+        validate.validate_train(plan, profile, nodes, walltime)
+        if args.chain > 1 and not schedulers.get(profile.scheduler).chains:
+            raise UserError("--chain needs a batch scheduler; the local profile runs the job now", field="--chain")
+        job = render.render_train(
+            plan,
+            profile,
+            nodes=nodes,
+            walltime=walltime,
+            workdir=workdir,
+            recipe_arg=args.recipe,
+            overrides=args.overrides,
+            chain=args.chain,
+        )
+        run_dir = Path(plan.recipe.run_dir)  # scripts, logs and jobs.jsonl live next to the checkpoints
+        return Launch([job], run_dir, run_dir / "logs" / "jobs")
+
+
+class Tokenize(Target):
+    name = "tokenize"
+    help = "array job, one task per shard of a mixture, then a merge job after all of them succeeded"
+
+    def add_arguments(self, p):
+        p.add_argument("mixture", help="mixture YAML (data_mix/*.yaml)")
+        p.add_argument("--num-shards", type=int, required=True, help="number of shards (array tasks)")
+        p.add_argument("--work-dir", help="scripts, logs and jobs.jsonl (default: runs/tokenize-MIXTURE)")
+
+    def build(self, args, profile, *, walltime, workdir):
+        from cptkit.launch import render, validate
+
+        positive("--num-shards", args.num_shards)
+        validate.validate_walltime(profile, walltime)
+        work = self.work_dir(args, f"runs/tokenize-{Path(args.mixture).stem}")
+        log_dir = work / "logs"
+        jobs = render.render_tokenize(
+            args.mixture,
+            profile,
+            num_shards=args.num_shards,
+            workdir=workdir,
+            log_dir=str(log_dir.absolute()),
+            walltime=walltime,
+        )
+        return Launch(jobs, work, log_dir)
+
+
+class Eval(Target):
+    name = "eval"
+    help = "array job, one task per checkpoint of a run: convert and evaluate it"
+
+    def add_arguments(self, p):
+        p.add_argument("run_dir", metavar="RUN_DIR", help="the run whose checkpoints (iter_*) to evaluate")
+        p.add_argument("--suite", required=True, help="evaluation suite")
+        p.add_argument("--num-iterations", type=int, help="checkpoints to evaluate (default: iter_* in RUN_DIR)")
+        p.add_argument("--work-dir", help="scripts, logs and jobs.jsonl (default: RUN_DIR)")
+
+    def build(self, args, profile, *, walltime, workdir):
+        from cptkit.launch import render, validate
+
+        positive("--num-iterations", args.num_iterations)
+        validate.validate_walltime(profile, walltime)
+        n = args.num_iterations or len(list((Path(args.run_dir) / "checkpoints").glob("iter_*")))
+        if n < 1:
+            raise UserError("no checkpoints (iter_*) to evaluate; pass --num-iterations", file=args.run_dir)
+        work = self.work_dir(args, args.run_dir)
+        log_dir = work / "logs" / "jobs"
+        job = render.render_eval(
+            args.run_dir,
+            args.suite,
+            profile,
+            num_iterations=n,
+            workdir=workdir,
+            log_dir=str(log_dir.absolute()),
+            walltime=walltime,
+        )
+        return Launch([job], work, log_dir)
+
+
+class Convert(Target):
+    name = "convert"
+    help = "CPU job running `cptkit convert ARGS` (the convert arguments come last)"
+    # Launch's own options: one of these among the convert arguments was meant for launch, not `cptkit convert`.
+    LAUNCH_OPTIONS = ("--cluster", "--walltime", "--work-dir", "--dry-run", "--submit")
+
+    def add_arguments(self, p):
+        p.add_argument("--work-dir", help="scripts, logs and jobs.jsonl (default: runs/convert)")
+        p.add_argument(
+            "convert_args",
+            nargs=argparse.REMAINDER,
+            metavar="CONVERT_ARGS",
+            help="the `cptkit convert` command line, e.g. mcore-to-hf CKPT OUT; launch's options go before it",
+        )
+
+    def build(self, args, profile, *, walltime, workdir):
+        from cptkit.launch import render, validate
+
+        convert_args = list(args.convert_args)
+        if convert_args[:1] == ["--"]:
+            convert_args = convert_args[1:]
+        if not convert_args:
+            raise UserError("give the `cptkit convert` arguments, e.g. mcore-to-hf CKPT OUT", field="CONVERT_ARGS")
+        validate.validate_walltime(profile, walltime)
+        work = self.work_dir(args, "runs/convert")
+        log_dir = work / "logs"
+        job = render.render_convert(
+            convert_args, profile, workdir=workdir, log_dir=str(log_dir.absolute()), walltime=walltime
+        )
+        return Launch([job], work, log_dir)
+
+    @classmethod
+    def check_placement(cls, convert_args: list[str]) -> None:
+        """A launch option after the convert arguments would silently go to `cptkit convert` (an unsubmitted job
+        whose script then fails on the unknown option): refuse it."""
+        bad = next((a.split("=")[0] for a in convert_args if a.split("=")[0] in cls.LAUNCH_OPTIONS), None)
+        if bad:
+            raise UserError(
+                f"{bad} after the convert arguments would be passed to `cptkit convert`; give launch's options "
+                "before them: cptkit launch convert --cluster P.yaml --submit mcore-to-hf CKPT OUT",
+                field=bad,
+            )
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (Train(), Tokenize(), Convert(), Eval())}
