@@ -7,7 +7,9 @@ of the samples in the blended dataset's index. A first few samples are read to m
 
     cptkit mix check data_mix/demo.yaml --samples 2000 --seq-length 1024
 
-megatron-core (and torch) are imported inside `build_blended` only; this module is safe to import on a login node.
+The datasets come from the trainer's builder (`cptkit.train.data.build_blend`), so what is checked is what `cptkit
+train` reads. megatron-core (and torch) are imported inside `build_blended` only; this module is safe to import on a
+login node.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 import logging
 import os
 import tempfile
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,55 +96,18 @@ def eod_from_manifests(blend: ResolvedBlend) -> int | None:
     return next(iter(found), None)
 
 
-class _CheckTokenizer:
-    """The little of a tokenizer GPTDataset touches: eod/pad ids (and vocab size, for the token dtype)."""
-
-    def __init__(self, eod: int):
-        self.eod = eod
-        self.pad = -1  # never a real id: no sample is padded in a train split
-        self.vocab_size = None
-        # megatron hashes these into each dataset's description (its cache key)
-        self.unique_identifiers = {"class": "cptkit.mix.check", "eod": eod}
-
-
 def build_blended(blend: ResolvedBlend, *, samples: int, seq_length: int, seed: int, eod_id: int, work_dir: str):
-    """megatron-core's train split over the blend: a BlendedDataset (or a GPTDataset for a single prefix).
+    """megatron-core's train split over the blend: a BlendedDataset (or a GPTDataset for a single prefix), built by
+    the trainer's own builder (`cptkit.train.data.build_blend`, FIM sources included) with its index caches in
+    `work_dir`, so the data directory is left untouched."""
+    from cptkit.train.data import DataSpec, build_blend
 
-    GPTDataset caches its indices in `PREFIX/cache/` unless given a cache directory, and with a cache directory
-    BlendedDataset asks torch.distributed for its rank (there is no process group here). So each prefix is linked into
-    `work_dir` and megatron builds from the links: its caches land there, and the data directory is left untouched.
-    """
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with warnings.catch_warnings():  # "Transformer Engine and Apex are not installed": irrelevant to data
-        warnings.simplefilter("ignore")
-        from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-        from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
-
-    prefixes, weights = blend.megatron_blend()
-    linked = []
-    for k, prefix in enumerate(prefixes):
-        link = Path(work_dir) / f"{k:05d}" / "data"
-        link.parent.mkdir()
-        for suffix in (".bin", ".idx"):
-            os.symlink(os.path.abspath(prefix + suffix), f"{link}{suffix}")
-        linked.append(str(link))
-    config = GPTDatasetConfig(
-        random_seed=seed,
-        sequence_length=seq_length,
-        blend=(linked, weights),
-        split="1,0,0",
-        tokenizer=_CheckTokenizer(eod_id),
-        reset_position_ids=False,
-        reset_attention_mask=False,
-        eod_mask_loss=False,
-        create_attention_mask=False,
-        path_to_cache=None,
-    )
+    spec = DataSpec(seq_length=seq_length, seed=seed, split="1,0,0", eod_id=eod_id)
     quiet = logging.getLogger("megatron.core.datasets")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [samples, 0, 0], lambda: True, config).build()
+        train, _, _ = build_blend(blend, spec, [samples, 0, 0], link_dir=work_dir)
     finally:
         quiet.setLevel(level)
     return train
