@@ -153,9 +153,11 @@ def permute_fragment(frag: np.ndarray, rng, settings: FimSettings, ids: FimIds, 
     return np.concatenate([p, head, pre, s, suf, m, mid]), "psm"
 
 
-def transform_sample(tokens: np.ndarray, rng, settings: FimSettings, ids: FimIds, codec: TextCodec) -> np.ndarray:
+def transform_sample(
+    tokens: np.ndarray, rng, settings: FimSettings, ids: FimIds, codec: TextCodec, stats: dict | None = None
+) -> np.ndarray:
     """A packed sample cut at its EOD tokens, each fragment rearranged with the settings' probability, brought back
-    to the sample's length (truncated, or padded with the FIM pad)."""
+    to the sample's length (truncated, or padded with the FIM pad). `stats` (optional) counts fragments by outcome."""
     n = len(tokens)
     rate = settings.rate
     if settings.fragment_rate is not None:  # one draw for the whole sample, then one per fragment
@@ -166,8 +168,12 @@ def transform_sample(tokens: np.ndarray, rng, settings: FimSettings, ids: FimIds
     for stop in [*np.flatnonzero(tokens == codec.eod_id).tolist(), n]:
         frag = tokens[start:stop]
         # megatron pads a short sample with negative ids; such a fragment is left as it is
-        if len(frag) and frag.min() >= 0 and rng.random() < rate:
-            frag, _ = permute_fragment(frag, rng, settings, ids, codec)
+        if len(frag) and frag.min() >= 0:
+            mode = None
+            if rng.random() < rate:
+                frag, mode = permute_fragment(frag, rng, settings, ids, codec)
+            if stats is not None:
+                stats[mode] = stats.get(mode, 0) + 1
         pieces.append(frag)
         pieces.append(tokens[stop : stop + 1])
         start = stop + 1
