@@ -96,13 +96,15 @@ def eod_from_manifests(blend: ResolvedBlend) -> int | None:
     return next(iter(found), None)
 
 
-def build_blended(blend: ResolvedBlend, *, samples: int, seq_length: int, seed: int, eod_id: int, work_dir: str):
+def build_blended(
+    blend: ResolvedBlend, *, samples: int, seq_length: int, seed: int, eod_id: int, work_dir: str, split: str = "1,0,0"
+):
     """megatron-core's train split over the blend: a BlendedDataset (or a GPTDataset for a single prefix), built by
     the trainer's own builder (`cptkit.train.data.build_blend`, FIM sources included) with its index caches in
     `work_dir`, so the data directory is left untouched."""
     from cptkit.train.data import DataSpec, build_blend
 
-    spec = DataSpec(seq_length=seq_length, seed=seed, split="1,0,0", eod_id=eod_id)
+    spec = DataSpec(seq_length=seq_length, seed=seed, split=split, eod_id=eod_id)
     quiet = logging.getLogger("megatron.core.datasets")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -141,7 +143,9 @@ def check_file(
     seed: int = 1234,
     eod_id: int | None = None,
     dry_run: bool = False,
+    split: str = "1,0,0",
 ) -> CheckResult | None:
+    """Check a mixture file; `split` is the recipe's (train split only is drawn) when checking for a recipe."""
     mixture = load_mixture(path)
     blend = resolve(mixture)
     recorded = eod_from_manifests(blend)
@@ -155,11 +159,34 @@ def check_file(
     if dry_run:
         print(
             f"dry run: would build megatron-core's blended GPT train split of {samples} samples x {seq_length} "
-            f"tokens (seed {seed}, eod {eod}) over {len(blend.entries)} prefixes:"
+            f"tokens (seed {seed}, split {split}, eod {eod}) over {len(blend.entries)} prefixes:"
         )
         print(blend.data_args_text(), end="")
         return None
-    return check_blend(blend, samples=samples, seq_length=seq_length, seed=seed, eod_id=eod)
+    return check_blend(blend, samples=samples, seq_length=seq_length, seed=seed, eod_id=eod, split=split)
+
+
+def check_recipe(
+    recipe_path: str | os.PathLike, *, samples: int | None = None, eod_id: int | None = None, dry_run: bool = False
+):
+    """`mix check --recipe`: the recipe's mixture with the trainer's seed, sequence length and split, over the
+    recipe's number of training samples (or `samples`): the blend `cptkit train` will read, sample for sample."""
+    from cptkit.train.plan import make_plan
+    from cptkit.train.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    t = recipe.training
+    if samples is None:
+        samples = make_plan(recipe).train_iters * t.global_batch_size
+    return check_file(
+        recipe.data.mixture,
+        samples=samples,
+        seq_length=t.seq_length,
+        seed=t.seed,
+        eod_id=recipe.data.eod_token_id if recipe.data.eod_token_id is not None else eod_id,
+        dry_run=dry_run,
+        split=recipe.data.split,
+    )
 
 
 def check_blend(
@@ -170,12 +197,13 @@ def check_blend(
     seed: int,
     eod_id: int,
     targets_from: ResolvedBlend | None = None,
+    split: str = "1,0,0",
 ) -> CheckResult:
     """Build `blend` with megatron-core and compare each source's realized share with the targets of
     `targets_from` (default: `blend` itself; tests pass a deliberately wrong blend to show the check catches it)."""
     with tempfile.TemporaryDirectory(prefix="cptkit-mix-check-") as work_dir:
         dataset = build_blended(
-            blend, samples=samples, seq_length=seq_length, seed=seed, eod_id=eod_id, work_dir=work_dir
+            blend, samples=samples, seq_length=seq_length, seed=seed, eod_id=eod_id, work_dir=work_dir, split=split
         )
         counts = realized_shares(blend, dataset, samples)
     reference = targets_from or blend
