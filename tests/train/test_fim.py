@@ -253,3 +253,21 @@ def test_resume_and_dp2_with_workers_read_the_uninterrupted_samples(blends, tmp_
 def test_fim_settings_change_the_blend_fingerprint(blends):
     assert blends["on"].fingerprint != blends["off"].fingerprint
     assert blends["on"].entries[0].fim["rate"] == 0.5 and blends["on"].entries[1].fim is None
+
+
+def test_split_sample_mode_draws_once_per_sample_then_per_fragment(llama):
+    codec, ids = llama
+    rng = np.random.default_rng(6)
+    docs = np.concatenate([np.append(doc_tokens(codec, code_doc(rng)), codec.eod_id) for _ in range(200)])
+    settings = FimSettings(rate=0.4, fragment_rate=0.5, split="tokens")
+    chosen = fragments = done = 0
+    for idx in range(800):
+        start = int(rng.integers(0, len(docs) - 257))
+        stats: dict = {}
+        fim.transform_sample(docs[start : start + 257], fim.sample_rng(7, 0, 0, idx), settings, ids, codec, stats)
+        if stats:  # the sample was chosen (at `rate`): its fragments were drawn at `fragment_rate`
+            chosen += 1
+            fragments += sum(stats.values())
+            done += stats.get("psm", 0) + stats.get("spm", 0)
+    assert within_binomial(chosen, 800, 0.4) and within_binomial(done, fragments, 0.5)
+    assert not within_binomial(chosen, 800, 0.5)

@@ -157,7 +157,8 @@ def transform_sample(
     tokens: np.ndarray, rng, settings: FimSettings, ids: FimIds, codec: TextCodec, stats: dict | None = None
 ) -> np.ndarray:
     """A packed sample cut at its EOD tokens, each fragment rearranged with the settings' probability, brought back
-    to the sample's length (truncated, or padded with the FIM pad). `stats` (optional) counts fragments by outcome."""
+    to the sample's length (truncated, or padded with the FIM pad). `stats` (optional) counts fragments by outcome
+    ('psm', 'spm', None); it stays empty for a sample not chosen in the `fragment_rate` mode."""
     n = len(tokens)
     rate = settings.rate
     if settings.fragment_rate is not None:  # one draw for the whole sample, then one per fragment
