@@ -59,3 +59,58 @@ def test_fim_is_read_from_the_checkpoint_state(tmp_path):
     assert not checkpoint_used_fim(tmp_path)
     (tmp_path / "cptkit_state.json").write_text(json.dumps({"mixture": {"fim": True}}))
     assert checkpoint_used_fim(tmp_path)
+
+
+@pytest.mark.slow
+def test_training_with_fim_then_export_names_the_tokens(tmp_path):
+    """End to end: a FIM source trains (FIMGPTDataset inside the real loop, 2 workers), the checkpoint records it,
+    and `convert mcore-to-hf` writes the FIM tokens into the release without being asked."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    import tokenizers
+
+    from cptkit.train.fim import codec_for
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_fim import code_doc, doc_tokens, write_prefix
+
+    codec, _ = codec_for("llama3")
+    rng = np.random.default_rng(5)
+    for name in ("code", "text"):
+        write_prefix(
+            tmp_path / f"{name}_text_document",
+            [np.append(doc_tokens(codec, code_doc(rng)), codec.eod_id) for _ in range(200)],
+        )
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(
+        f"name: fimrun\ntokenizer: llama3\nsources:\n"
+        f"  - {{name: code, tokens: 60k, prefix: {tmp_path}/code_text_document, fim: {{rate: 0.9}}}}\n"
+        f"  - {{name: text, tokens: 20k, prefix: {tmp_path}/text_text_document}}\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cptkit(*argv):
+        r = subprocess.run([sys.executable, "-m", "cptkit.cli", *argv], capture_output=True, text=True, env=env,
+                           cwd=repo, timeout=600)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+
+    run = tmp_path / "run"
+    out = cptkit("train", "recipes/tiny_cpu.yaml", f"run_dir={run}", f"data.mixture={mix}", "training.train_iters=2",
+                 "data.num_workers=2", "eval.interval_iters=null", "schedule.lr_warmup_iters=1")  # fmt: skip
+    assert "training complete: 2 iterations" in out
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(llama3_dir() / name, assets / name)
+    out = cptkit("convert", "mcore-to-hf", str(run), str(tmp_path / "release"), "--hf-assets", str(assets))
+    assert "FIM special tokens written" in out
+    tok = tokenizers.Tokenizer.from_file(str(tmp_path / "release" / "tokenizer.json"))
+    assert tok.encode("<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>", add_special_tokens=False).ids[::2] == [
+        128002, 128011, 128003,
+    ]  # fmt: skip
