@@ -113,3 +113,16 @@ def test_plan_and_train_dry_run_cli(recipe):
         )
         assert r.returncode == 0, r.stderr
         assert f"data_mix/{'swallow_v05' if recipe.startswith('swallow') else recipe}.yaml" in r.stdout
+
+
+def test_mix_show_lists_the_fim_sources():
+    r = subprocess.run(
+        [sys.executable, "-m", "cptkit.cli", "mix", "show", "data_mix/future_code_ja.yaml"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    fim = [line for line in r.stdout.splitlines() if line.startswith("fim: ")]
+    assert fim == [
+        f"fim: {name}: rate 0.5, SPM 0.5, split on characters"
+        for name in ("stack_v2", "jupyter_code_text_pairs", "github_issues")
+    ]
