@@ -123,14 +123,14 @@ def _past_newlines(cut: int, is_newline) -> int:
     return cut
 
 
-def permute_fragment(frag: np.ndarray, rng, settings: FimSettings, ids: FimIds, codec: TextCodec):
-    """One fragment (no EOD) in FIM order; returns (tokens, 'psm' | 'spm' | None when left as it was)."""
+def _plan(frag: np.ndarray, rng, settings: FimSettings, codec: TextCodec):
+    """The random draws for one fragment (no EOD): (spm, head, parts), parts being three token arrays or, for a
+    character cut, three strings still to be encoded; None if there is nothing to rearrange."""
     lead = 1 if len(frag) and codec.bos_id is not None and frag[0] == codec.bos_id else 0
     head, body = frag[:lead], frag[lead:]
     if len(body) == 0:
-        return frag, None
+        return None
     spm = bool(rng.random() < settings.spm_rate)
-    parts = None
     if settings.split == "characters" and not codec.special[body].any():
         text = codec.decode(body)
         # U+FFFD: the sample edge cut a multi-byte character; re-encoding would change the bytes, so cut on tokens.
@@ -139,18 +139,31 @@ def permute_fragment(frag: np.ndarray, rng, settings: FimSettings, ids: FimIds, 
             if settings.no_newline_start:
                 nl = lambda c: c < len(text) and text[c] == "\n"  # noqa: E731
                 a, b = _past_newlines(a, nl), _past_newlines(b, nl)
-            parts = [np.asarray(p, dtype=frag.dtype) for p in codec.encode([text[:a], text[a:b], text[b:]])]
-    if parts is None:
-        a, b = _cuts(len(body), rng)
-        if settings.no_newline_start:
-            nl = lambda c: c < len(body) and codec.starts_with_newline[body[c]]  # noqa: E731
-            a, b = _past_newlines(a, nl), _past_newlines(b, nl)
-        parts = [body[:a], body[a:b], body[b:]]
-    pre, mid, suf = parts
-    p, m, s = (np.array([t], dtype=frag.dtype) for t in (ids.prefix, ids.middle, ids.suffix))
+            return spm, head, [text[:a], text[a:b], text[b:]]
+    a, b = _cuts(len(body), rng)
+    if settings.no_newline_start:
+        nl = lambda c: c < len(body) and codec.starts_with_newline[body[c]]  # noqa: E731
+        a, b = _past_newlines(a, nl), _past_newlines(b, nl)
+    return spm, head, [body[:a], body[a:b], body[b:]]
+
+
+def _assemble(spm: bool, head: np.ndarray, parts, ids: FimIds):
+    pre, mid, suf = (np.asarray(x, dtype=head.dtype) for x in parts)
+    p, m, s = (np.array([t], dtype=head.dtype) for t in (ids.prefix, ids.middle, ids.suffix))
     if spm:  # SPM, variant 2 of the FIM paper (as Megatron-LM and Future-Code-Ja): <P><S> suf <M> pre mid
         return np.concatenate([p, s, suf, m, head, pre, mid]), "spm"
     return np.concatenate([p, head, pre, s, suf, m, mid]), "psm"
+
+
+def permute_fragment(frag: np.ndarray, rng, settings: FimSettings, ids: FimIds, codec: TextCodec):
+    """One fragment (no EOD) in FIM order; returns (tokens, 'psm' | 'spm' | None when left as it was)."""
+    plan = _plan(frag, rng, settings, codec)
+    if plan is None:
+        return frag, None
+    spm, head, parts = plan
+    if isinstance(parts[0], str):
+        parts = codec.encode(parts)
+    return _assemble(spm, head, parts, ids)
 
 
 def transform_sample(
@@ -158,27 +171,42 @@ def transform_sample(
 ) -> np.ndarray:
     """A packed sample cut at its EOD tokens, each fragment rearranged with the settings' probability, brought back
     to the sample's length (truncated, or padded with the FIM pad). `stats` (optional) counts fragments by outcome
-    ('psm', 'spm', None); it stays empty for a sample not chosen in the `fragment_rate` mode."""
+    ('psm', 'spm', None); it stays empty for a sample not chosen in the `fragment_rate` mode.
+
+    All draws are made first, in fragment order; the character-cut parts of the whole sample are then encoded in one
+    batch (one tokenizer call per sample instead of one per fragment: about 2x faster on short code files here)."""
     n = len(tokens)
     rate = settings.rate
     if settings.fragment_rate is not None:  # one draw for the whole sample, then one per fragment
         if rng.random() >= settings.rate:
             return tokens
         rate = settings.fragment_rate
-    pieces, start = [], 0
+    pieces, texts, start = [], [], 0
     for stop in [*np.flatnonzero(tokens == codec.eod_id).tolist(), n]:
         frag = tokens[start:stop]
         # megatron pads a short sample with negative ids; such a fragment is left as it is
         if len(frag) and frag.min() >= 0:
-            mode = None
-            if rng.random() < rate:
-                frag, mode = permute_fragment(frag, rng, settings, ids, codec)
+            plan = _plan(frag, rng, settings, codec) if rng.random() < rate else None
+            if plan is not None and isinstance(plan[2][0], str):
+                texts += plan[2]
             if stats is not None:
+                mode = None if plan is None else ("spm" if plan[0] else "psm")
                 stats[mode] = stats.get(mode, 0) + 1
-        pieces.append(frag)
+            pieces.append(frag if plan is None else plan)
+        else:
+            pieces.append(frag)
         pieces.append(tokens[stop : stop + 1])
         start = stop + 1
-    out = np.concatenate(pieces)
+    encoded = iter(codec.encode(texts)) if texts else iter(())
+    out = []
+    for piece in pieces:
+        if isinstance(piece, tuple):
+            spm, head, parts = piece
+            if isinstance(parts[0], str):
+                parts = [next(encoded) for _ in range(3)]
+            piece = _assemble(spm, head, parts, ids)[0]
+        out.append(piece)
+    out = np.concatenate(out)
     if len(out) >= n:
         return out[:n]
     return np.concatenate([out, np.full(n - len(out), ids.pad, dtype=tokens.dtype)])
