@@ -237,6 +237,17 @@ COVERAGE: dict[str, Cover] = {
             "tests/launch/test_launch_schedulers.py::test_tokenize_array_job_then_merge",
         ),
     ),
+    "cptkit merge OUT --base BASE --model CPT=1 --model INSTRUCT=1": Cover(
+        run=(
+            "cptkit merge merged --base models/Llama-3.1-8B --model models/Llama-3.1-8B=1 "
+            "--model models/Llama-3.1-8B=1 --dry-run",
+        ),
+        expect=("dry run: inputs checked",),
+        nodes=(
+            "tests/merge/test_merge.py::test_chat_vector_equals_the_direct_computation",
+            "tests/merge/test_merge.py::test_cli_dry_run_and_bad_inputs",
+        ),
+    ),
     "cptkit status RUN_DIR": Cover(run=("cptkit status runs/swallowcode_exp1",), expect=("iterations:  10 saved",)),
     "cptkit train RECIPE": Cover(run=("cptkit train recipes/tiny_cpu.yaml --dry-run",), nodes=TRAIN_FOR_REAL),
     "cptkit convert mcore-to-hf RUN_DIR OUT [--iteration N]": Cover(
@@ -297,7 +308,6 @@ SUBSTITUTE = {"/models/Llama-3.1-8B": "{ws}/models/Llama-3.1-8B"}
 
 # Repository files the README names that the user writes (not shipped), with the sentence that says so.
 USER_WRITTEN = {
-    "data_mix/swallow_v05.yaml": "not shipped: write",
     "recipes/my_ablation.yaml": "A new ablation is a copy",
     "data_mix/my_ablation.yaml": "data: {mixture: data_mix/my_ablation.yaml}",
     "data_mix/X.yaml": "",

@@ -21,6 +21,7 @@ STAGE_MODULES = (
     "cptkit.mix.cli",  # mix show | resolve | check
     "cptkit.tokenize.cli",  # tokenize
     "cptkit.convert.cli",  # convert hf-to-mcore | mcore-to-hf | verify
+    "cptkit.merge.cli",  # merge (task arithmetic / chat vector)
     "cptkit.train.cli",  # train, plan
     "cptkit.launch.cli",  # launch, status
     "cptkit.eval.cli",  # eval, report

@@ -28,7 +28,11 @@ def test_shipped_mixture_is_consistent(name, data_root):
     # Nothing is off: no group drift, targets sum to the budget; only prefixes missing on disk.
     assert [w for w in summary["warnings"] if "not tokenized" not in w and "not found" not in w] == []
     for sp in plan(m):
-        assert sum(p.weight_tokens for p in sp.prefixes) == pytest.approx(sp.target_tokens, rel=1e-12)
+        weights = [p.weight_tokens for p in sp.prefixes]
+        if None in weights:  # split by each prefix's available tokens: known once the data is there
+            assert all(d.tokens is None for d in sp.source.prefixes()), sp.source.name
+            continue
+        assert sum(weights) == pytest.approx(sp.target_tokens, rel=1e-12)
 
 
 # §2 table: tokens per source (the script's sums, rounded as in the table).
@@ -80,25 +84,44 @@ def test_swallowcode_exp2_to_4_swap_only_the_code_source(n, data_root):
     assert code.prefix == f"{data_root}/{CODE_PREFIX[n]}"
 
 
-def test_swallowmath_exp1_matches_the_model_card(data_root):
+# The SwallowMath exp1 launch script's --data-path weights (4x tokens), summed per source (okoge-kaz/Megatron-LM,
+# branch v0.9.0-tsubame, scripts/tsubame/Llama-3.1-8B/llama-3.1-8B-tp2-pp1-finemath.sh).
+MATH_SCRIPT_WEIGHTS = {
+    "finemath_4plus": 9_579_886_495,
+    "swallowcode": 26_000_000_000,
+    "ja_wiki": 3_382_423_156,
+    "swallow_corpus_v2": 133_734_902_746,
+    "laboro_paracorpus": 882_674_099,
+    "en_wiki": 4_426_952_329,
+    "cosmopedia": 13_129_340_852,
+    "dclm": 8_863_732_719.9,
+}
+
+
+def test_swallowmath_exp1_matches_the_run_script(data_root):
     m = load_mixture(DATA_MIX / "swallowmath_exp1.yaml")
-    assert m.total_tokens == 49_560_000_000
-    got = {sp.source.name: sp.target_tokens / 1e9 for sp in plan(m)}
-    assert got == pytest.approx(
-        {
-            "finemath_4plus": 2.4,
-            "swallowcode": 6.5,
-            "ja_wiki": 0.84,
-            "swallow_corpus_v2": 33.0,
-            "laboro_paracorpus": 0.22,
-            "en_wiki": 1.1,
-            "cosmopedia": 3.3,
-            "dclm": 2.2,
-        }
+    plans = {sp.source.name: sp for sp in plan(m)}
+    assert list(plans) == list(MATH_SCRIPT_WEIGHTS)
+    # Each source's target is its script weights / 4, to the token; 50.000B in all, math 2.395B.
+    for name, weight in MATH_SCRIPT_WEIGHTS.items():
+        assert plans[name].target_tokens == pytest.approx(weight / 4, abs=1), name
+    total = sum(sp.target_tokens for sp in plans.values())
+    assert m.total_tokens == total and round(total / 1e9, 3) == 50.000
+    assert round(plans["finemath_4plus"].target_tokens / 1e9, 3) == 2.395
+    # The code prefix is the script's (not the card's `..._compile_pylint`).
+    assert (
+        plans["swallowcode"].prefixes[0].prefix == f"{data_root}/stack_v2_python_compile_pylint_ja_or_en_text_document"
     )
-    assert {k: g.percent for k, g in m.groups.items()} == {"math": 4.84, "code": 13.12, "text": 82.04}
+    # Every prefix's normalised weight equals the script's (the blend Megatron builds is the run's blend).
+    weights = [p.weight_tokens for sp in plans.values() for p in sp.prefixes]
+    assert len(weights) == 33  # the script's 33 prefixes
+    dumps = plans["swallow_corpus_v2"].prefixes
+    assert dumps[2].weight_tokens / total == pytest.approx(27_040_695_169 / 199_999_912_396.9, rel=1e-9)
     shares = {g["name"]: g["share_percent"] for g in summarize(m, plan(m))["groups"]}
-    assert shares == pytest.approx({"math": 4.84, "code": 13.12, "text": 82.04}, abs=0.01)
+    assert shares == pytest.approx({"math": 4.79, "code": 13.0, "text": 82.21}, abs=0.01)
+    # The card's rounded numbers stay in the file as a comment, not as targets.
+    text = (DATA_MIX / "swallowmath_exp1.yaml").read_text()
+    assert "49.56B" in text and "4.84%" in text and m.total_tokens != 49_560_000_000
 
 
 def test_demo_mixture_layout(monkeypatch, tmp_path):

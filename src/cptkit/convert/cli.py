@@ -55,6 +55,7 @@ def _mcore_to_hf(args: argparse.Namespace) -> int:
         extra_specs=args.spec,
         max_shard_bytes=int(args.max_shard_gb * 1e9),
         dry_run=args.dry_run,
+        fim_tokens=args.fim_tokens,
     )
     return 0
 
@@ -111,6 +112,12 @@ def register(subparsers) -> None:
     b.add_argument("--hf-assets", help="take tokenizer/generation files from here instead of the checkpoint's")
     b.add_argument("--max-shard-gb", type=float, default=5.0, help="largest safetensors shard, in GB (default 5)")
     b.add_argument("--spec", action="append", default=[], help="extra mapping spec YAML (repeatable)")
+    b.add_argument(
+        "--fim-tokens",
+        action="store_true",
+        default=None,
+        help="name the FIM special tokens in the release tokenizer (default: when the checkpoint was trained with FIM)",
+    )
     b.add_argument("--dry-run", action="store_true", help="check everything and print the plan; write nothing")
     b.set_defaults(func=_mcore_to_hf)
 

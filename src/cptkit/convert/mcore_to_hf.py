@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from cptkit.convert.fim_tokens import apply_fim_tokens, checkpoint_used_fim
 from cptkit.convert.hf_to_mcore import ASSETS_DIR, check_output_dir, finish_output_dir, partial_dir
 from cptkit.convert.layout import hf_shapes, mcore_shape, to_hf
 from cptkit.convert.mcore_io import CheckpointReader
@@ -134,6 +135,7 @@ def convert_mcore_to_hf(
     max_shard_bytes: int = HF_SHARD_BYTES,
     dry_run: bool = False,
     log=print,
+    fim_tokens: bool | None = None,
 ) -> dict[str, Any]:
     ckpt = resolve_checkpoint(ckpt_or_run, iteration)
     out_dir = Path(out_dir)
@@ -189,6 +191,9 @@ def convert_mcore_to_hf(
         for p in sorted(assets.iterdir()):
             if p.is_file() and p.name != "config.json":
                 shutil.copy2(p, tmp / p.name)
+        # Trained with FIM (recorded by the trainer, or --fim-tokens): name the FIM slots in the release tokenizer.
+        if fim_tokens or (fim_tokens is None and checkpoint_used_fim(ckpt)):
+            log(f"  FIM special tokens written into {', '.join(apply_fim_tokens(tmp)) or '(no tokenizer files)'}")
         if not (tmp / "generation_config.json").exists():
             gen = {k: cfg.hf_config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in cfg.hf_config}
             (tmp / "generation_config.json").write_text(json.dumps({**gen, "_from_model_config": True}, indent=2))

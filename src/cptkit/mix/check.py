@@ -7,7 +7,9 @@ of the samples in the blended dataset's index. A first few samples are read to m
 
     cptkit mix check data_mix/demo.yaml --samples 2000 --seq-length 1024
 
-megatron-core (and torch) are imported inside `build_blended` only; this module is safe to import on a login node.
+The datasets come from the trainer's builder (`cptkit.train.data.build_blend`), so what is checked is what `cptkit
+train` reads. megatron-core (and torch) are imported inside `build_blended` only; this module is safe to import on a
+login node.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 import logging
 import os
 import tempfile
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,55 +96,20 @@ def eod_from_manifests(blend: ResolvedBlend) -> int | None:
     return next(iter(found), None)
 
 
-class _CheckTokenizer:
-    """The little of a tokenizer GPTDataset touches: eod/pad ids (and vocab size, for the token dtype)."""
+def build_blended(
+    blend: ResolvedBlend, *, samples: int, seq_length: int, seed: int, eod_id: int, work_dir: str, split: str = "1,0,0"
+):
+    """megatron-core's train split over the blend: a BlendedDataset (or a GPTDataset for a single prefix), built by
+    the trainer's own builder (`cptkit.train.data.build_blend`, FIM sources included) with its index caches in
+    `work_dir`, so the data directory is left untouched."""
+    from cptkit.train.data import DataSpec, build_blend
 
-    def __init__(self, eod: int):
-        self.eod = eod
-        self.pad = -1  # never a real id: no sample is padded in a train split
-        self.vocab_size = None
-        # megatron hashes these into each dataset's description (its cache key)
-        self.unique_identifiers = {"class": "cptkit.mix.check", "eod": eod}
-
-
-def build_blended(blend: ResolvedBlend, *, samples: int, seq_length: int, seed: int, eod_id: int, work_dir: str):
-    """megatron-core's train split over the blend: a BlendedDataset (or a GPTDataset for a single prefix).
-
-    GPTDataset caches its indices in `PREFIX/cache/` unless given a cache directory, and with a cache directory
-    BlendedDataset asks torch.distributed for its rank (there is no process group here). So each prefix is linked into
-    `work_dir` and megatron builds from the links: its caches land there, and the data directory is left untouched.
-    """
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with warnings.catch_warnings():  # "Transformer Engine and Apex are not installed": irrelevant to data
-        warnings.simplefilter("ignore")
-        from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-        from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
-
-    prefixes, weights = blend.megatron_blend()
-    linked = []
-    for k, prefix in enumerate(prefixes):
-        link = Path(work_dir) / f"{k:05d}" / "data"
-        link.parent.mkdir()
-        for suffix in (".bin", ".idx"):
-            os.symlink(os.path.abspath(prefix + suffix), f"{link}{suffix}")
-        linked.append(str(link))
-    config = GPTDatasetConfig(
-        random_seed=seed,
-        sequence_length=seq_length,
-        blend=(linked, weights),
-        split="1,0,0",
-        tokenizer=_CheckTokenizer(eod_id),
-        reset_position_ids=False,
-        reset_attention_mask=False,
-        eod_mask_loss=False,
-        create_attention_mask=False,
-        path_to_cache=None,
-    )
+    spec = DataSpec(seq_length=seq_length, seed=seed, split=split, eod_id=eod_id)
     quiet = logging.getLogger("megatron.core.datasets")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [samples, 0, 0], lambda: True, config).build()
+        train, _, _ = build_blend(blend, spec, [samples, 0, 0], link_dir=work_dir)
     finally:
         quiet.setLevel(level)
     return train
@@ -177,7 +143,9 @@ def check_file(
     seed: int = 1234,
     eod_id: int | None = None,
     dry_run: bool = False,
+    split: str = "1,0,0",
 ) -> CheckResult | None:
+    """Check a mixture file; `split` is the recipe's (train split only is drawn) when checking for a recipe."""
     mixture = load_mixture(path)
     blend = resolve(mixture)
     recorded = eod_from_manifests(blend)
@@ -191,11 +159,34 @@ def check_file(
     if dry_run:
         print(
             f"dry run: would build megatron-core's blended GPT train split of {samples} samples x {seq_length} "
-            f"tokens (seed {seed}, eod {eod}) over {len(blend.entries)} prefixes:"
+            f"tokens (seed {seed}, split {split}, eod {eod}) over {len(blend.entries)} prefixes:"
         )
         print(blend.data_args_text(), end="")
         return None
-    return check_blend(blend, samples=samples, seq_length=seq_length, seed=seed, eod_id=eod)
+    return check_blend(blend, samples=samples, seq_length=seq_length, seed=seed, eod_id=eod, split=split)
+
+
+def check_recipe(
+    recipe_path: str | os.PathLike, *, samples: int | None = None, eod_id: int | None = None, dry_run: bool = False
+):
+    """`mix check --recipe`: the recipe's mixture with the trainer's seed, sequence length and split, over the
+    recipe's number of training samples (or `samples`): the blend `cptkit train` will read, sample for sample."""
+    from cptkit.train.plan import make_plan
+    from cptkit.train.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    t = recipe.training
+    if samples is None:
+        samples = make_plan(recipe).train_iters * t.global_batch_size
+    return check_file(
+        recipe.data.mixture,
+        samples=samples,
+        seq_length=t.seq_length,
+        seed=t.seed,
+        eod_id=recipe.data.eod_token_id if recipe.data.eod_token_id is not None else eod_id,
+        dry_run=dry_run,
+        split=recipe.data.split,
+    )
 
 
 def check_blend(
@@ -206,12 +197,13 @@ def check_blend(
     seed: int,
     eod_id: int,
     targets_from: ResolvedBlend | None = None,
+    split: str = "1,0,0",
 ) -> CheckResult:
     """Build `blend` with megatron-core and compare each source's realized share with the targets of
     `targets_from` (default: `blend` itself; tests pass a deliberately wrong blend to show the check catches it)."""
     with tempfile.TemporaryDirectory(prefix="cptkit-mix-check-") as work_dir:
         dataset = build_blended(
-            blend, samples=samples, seq_length=seq_length, seed=seed, eod_id=eod_id, work_dir=work_dir
+            blend, samples=samples, seq_length=seq_length, seed=seed, eod_id=eod_id, work_dir=work_dir, split=split
         )
         counts = realized_shares(blend, dataset, samples)
     reference = targets_from or blend

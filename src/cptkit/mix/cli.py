@@ -55,9 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(CPU, no process group) and print the realized token share of each source next to its target. Exit 1 if a "
         "source is off by more than --tolerance-points.",
     )
-    chk.add_argument("file", help="mixture YAML")
-    chk.add_argument("--samples", type=int, required=True, help="number of training samples (sequences) to draw")
-    chk.add_argument("--seq-length", type=int, required=True, help="tokens per sample")
+    chk.add_argument("file", nargs="?", help="mixture YAML (omit with --recipe: the recipe's data.mixture)")
+    chk.add_argument(
+        "--recipe",
+        help="check the blend this training recipe reads: its mixture, seed, seq_length and split, and (unless "
+        "--samples) its number of training samples",
+    )
+    chk.add_argument("--samples", type=int, help="number of training samples (sequences) to draw")
+    chk.add_argument("--seq-length", type=int, help="tokens per sample")
     chk.add_argument("--seed", type=int, default=1234, help="Megatron's data seed (default: %(default)s)")
     chk.add_argument(
         "--eod-id", type=int, default=None, help="end-of-document token id if no prefix manifest records it"
@@ -120,18 +125,27 @@ def _resolve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from cptkit.mix.check import check_file, render
+    from cptkit.mix.check import check_file, check_recipe, render
 
-    if args.samples <= 0 or args.seq_length <= 0:
-        raise UserError("--samples and --seq-length must be positive")
-    result = check_file(
-        args.file,
-        samples=args.samples,
-        seq_length=args.seq_length,
-        seed=args.seed,
-        eod_id=args.eod_id,
-        dry_run=args.dry_run,
-    )
+    if args.recipe:
+        if args.file or args.seq_length is not None:
+            raise UserError("--recipe takes the mixture and --seq-length from the recipe; give neither")
+        if args.samples is not None and args.samples <= 0:
+            raise UserError("--samples must be positive")
+        result = check_recipe(args.recipe, samples=args.samples, eod_id=args.eod_id, dry_run=args.dry_run)
+    else:
+        if args.file is None or args.samples is None or args.seq_length is None:
+            raise UserError("give a mixture FILE with --samples and --seq-length, or --recipe RECIPE")
+        if args.samples <= 0 or args.seq_length <= 0:
+            raise UserError("--samples and --seq-length must be positive")
+        result = check_file(
+            args.file,
+            samples=args.samples,
+            seq_length=args.seq_length,
+            seed=args.seed,
+            eod_id=args.eod_id,
+            dry_run=args.dry_run,
+        )
     if result is None:
         return 0
     if args.json:

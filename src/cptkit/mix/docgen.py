@@ -14,9 +14,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from cptkit.mix.fim import FimSettings
 from cptkit.mix.schema import WARN_POINTS, Dataset, Group, Input, Mixture, Source, _percent, _tokens
 
-MODELS: tuple[type[BaseModel], ...] = (Mixture, Group, Source, Dataset, Input)
+MODELS: tuple[type[BaseModel], ...] = (Mixture, Group, Source, Dataset, Input, FimSettings)
 
 INTRO = f"""\
 # Mixture files (`data_mix/*.yaml`)
@@ -101,6 +102,8 @@ def _type_name(annotation: Any) -> str:
         if _percent in funcs:
             return "percent"
         return _type_name(base)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(f"`{v}`" for v in typing.get_args(annotation))
     if origin is list:
         return f"list of {_type_name(typing.get_args(annotation)[0])}"
     if origin is dict:

@@ -37,6 +37,7 @@ def summarize(mixture: Mixture, plans: list[SourcePlan]) -> dict[str, Any]:
                 "prefixes_not_tokenized": len(missing),
                 "prefixes_not_tokenized_with_input": with_input,
                 "problems": [f"{p.field}: {p.problem}" for p in missing],
+                "fim": sp.source.fim.describe() if sp.source.fim else None,
             }
         )
     groups = []
@@ -165,6 +166,15 @@ def render(summary: dict[str, Any]) -> str:
             for g in summary["groups"]
         ]
         lines += _table(["group", "sources", "target", "share", "declared", "available", "epochs"], grows)
+    fim = [(s["name"], s["fim"]) for s in summary["sources"] if s.get("fim")]
+    if fim:  # applied by the trainer's dataset (docs/fim.md)
+        lines.append("")
+        lines += [
+            f"fim: {name}: rate {f['rate']:g}, SPM {f['spm_rate']:g}, split on {f['split']}"
+            + (f", fragment rate {f['fragment_rate']:g}" if f["fragment_rate"] else "")
+            + ("" if f["no_newline_start"] else ", middles may start with a newline")
+            for name, f in fim
+        ]
     if summary["warnings"]:
         lines.append("")
         lines += [f"warning: {w}" for w in summary["warnings"]]

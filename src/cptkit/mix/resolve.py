@@ -159,6 +159,7 @@ class BlendEntry:
     weight_tokens: float  # tokens to train on from this prefix
     available_tokens: int
     idx_sha256: str
+    fim: dict | None = None  # FimSettings.describe() of the source, when it declares `fim:`
 
     @property
     def epochs(self) -> float:
@@ -206,6 +207,7 @@ class ResolvedBlend:
                     "available_tokens": e.available_tokens,
                     "epochs": round(e.epochs, 6),
                     "idx_sha256": e.idx_sha256,
+                    **({"fim": e.fim} if e.fim else {}),
                 }
                 for e in self.entries
             ],
@@ -224,6 +226,7 @@ class ResolvedBlend:
                 weight_tokens=float(e["weight_tokens"]),
                 available_tokens=int(e["available_tokens"]),
                 idx_sha256=e["idx_sha256"],
+                fim=e.get("fim"),
             )
             for e in doc["entries"]
         )
@@ -267,7 +270,11 @@ def _idx_sha256(prefix: str) -> str:
 
 
 def fingerprint(entries: tuple[BlendEntry, ...] | list[BlendEntry]) -> str:
-    canon = [[e.source, k, round(e.weight_tokens, 3), e.idx_sha256] for k, e in enumerate(entries)]
+    # FIM settings change what the model sees, so they count; a blend without FIM keeps its old fingerprint.
+    canon = [
+        [e.source, k, round(e.weight_tokens, 3), e.idx_sha256, *([e.fim] if e.fim else [])]
+        for k, e in enumerate(entries)
+    ]
     return hashlib.sha256(json.dumps(canon, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -302,6 +309,7 @@ def resolve(mixture: Mixture) -> ResolvedBlend:
             weight_tokens=float(p.weight_tokens),  # type: ignore[arg-type]
             available_tokens=p.summary.tokens,  # type: ignore[union-attr]
             idx_sha256=_idx_sha256(p.path),
+            fim=sp.source.fim.describe() if sp.source.fim else None,
         )
         for sp in plans
         for p in sp.prefixes

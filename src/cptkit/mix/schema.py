@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from cptkit.mix.fim import FimSettings
 from cptkit.util.units import parse_tokens
 
 # A group's summed source share may differ from its declared percent by this much (percentage points) before
@@ -115,6 +116,11 @@ class Source(_Strict):
         gt=0,
         description="Passes over this source's available tokens above which `mix show` warns; "
         "defaults to the mixture's `max_epochs`.",
+    )
+    fim: FimSettings | None = Field(
+        None,
+        description="Fill-in-the-middle applied to this source's samples by the trainer's dataset; null = plain "
+        "left-to-right text.",
     )
     input: Input | None = Field(
         None, description="Raw documents tokenized into `prefix`; omit if the prefix was tokenized elsewhere."

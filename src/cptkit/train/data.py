@@ -6,25 +6,32 @@ megatron-LM's pretraining order: global batch `g` holds samples `[gÂ·GBS, (g+1)Â
 takes its micro-batches from its contiguous share of each global batch. Resuming from `consumed_samples` therefore
 yields exactly the batches the uninterrupted run would have seen.
 
+`build_blend` is the one dataset builder: `cptkit train` and `cptkit mix check` both call it, so the check measures the
+blend the trainer reads. Sources with `fim:` are read through `cptkit.train.fim.FIMGPTDataset`.
+
 Validation uses the first `eval.iters` global batches of the validation split every time, so validation losses of
 different iterations (and of different runs on the same mixture) are comparable.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from cptkit.errors import UserError
+from cptkit.mix.fim import FimSettings
 
 
 class _BlendTokenizer:
     """What GPTDataset asks of a tokenizer: the vocabulary size and the end-of-document id (no text is tokenized)."""
 
-    def __init__(self, vocab_size: int, eod: int | None):
-        self.vocab_size = vocab_size
+    def __init__(self, vocab_size: int | None, eod: int | None):
+        self.vocab_size = vocab_size  # None: the token dtype is read from each .idx
         self._eod = eod
 
     @property
@@ -41,6 +48,99 @@ class _BlendTokenizer:
     @property
     def unique_identifiers(self) -> dict[str, Any]:
         return {"class": "cptkit.train.data._BlendTokenizer", "vocab_size": self.vocab_size, "eod": self._eod}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Everything the dataset builder needs besides the blend: from a recipe (`from_recipe`) or `mix check`'s flags."""
+
+    seq_length: int
+    seed: int
+    split: str = "990,10,0"
+    vocab_size: int | None = None
+    eod_id: int | None = None
+    reset_position_ids: bool = False
+    reset_attention_mask: bool = False
+    eod_mask_loss: bool = False
+
+    @classmethod
+    def from_recipe(cls, recipe, vocab_size: int | None) -> DataSpec:
+        d, t = recipe.data, recipe.training
+        return cls(
+            seq_length=t.seq_length,
+            seed=t.seed,
+            split=d.split,
+            vocab_size=vocab_size,
+            eod_id=d.eod_token_id,
+            reset_position_ids=d.reset_position_ids,
+            reset_attention_mask=d.reset_attention_mask,
+            eod_mask_loss=d.eod_mask_loss,
+        )
+
+
+def build_blend(blend, spec: DataSpec, sizes: list[int], *, cache_dir: str | None = None, link_dir: str | None = None):
+    """megatron-core's (train, valid, test) datasets over a resolved blend: the one builder `cptkit train` and
+    `cptkit mix check` share, so the check sees exactly the samples the trainer reads.
+
+    `sizes` are samples per split. Sources that declare `fim:` are read through `FIMGPTDataset`; a blend without
+    FIM is plain GPTDataset, byte for byte. `cache_dir` is where megatron writes its index caches (needs a process
+    group); without one, `link_dir` links every prefix into a scratch directory so the caches land there and the data
+    directory is left untouched (GPTDataset otherwise writes PREFIX/cache/, and BlendedDataset asks torch.distributed
+    for its rank as soon as it has a cache directory).
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with warnings.catch_warnings():  # "Transformer Engine and Apex are not installed": irrelevant to data
+        warnings.simplefilter("ignore")
+        from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+        from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+    # Checks of the prefixes themselves against the mixture (e.g. their tokenization settings) belong here, before
+    # megatron reads them: both `train` and `mix check` pass through this function.
+    prefixes, weights = blend.megatron_blend()
+    if link_dir is not None:
+        prefixes = _link_prefixes(prefixes, link_dir)
+    common = dict(
+        random_seed=spec.seed,
+        sequence_length=spec.seq_length,
+        blend=(prefixes, weights),
+        split=spec.split,
+        path_to_cache=cache_dir if link_dir is None else None,
+        tokenizer=_BlendTokenizer(spec.vocab_size, spec.eod_id),
+        reset_position_ids=spec.reset_position_ids,
+        reset_attention_mask=spec.reset_attention_mask,
+        eod_mask_loss=spec.eod_mask_loss,
+        create_attention_mask=spec.reset_attention_mask,
+        mmap_bin_files=True,
+    )
+    fim = {
+        path: (k, FimSettings(**e.fim))
+        for k, (path, e) in enumerate(zip(prefixes, blend.entries, strict=True))
+        if e.fim
+    }
+    if fim:
+        from cptkit.train.fim import FIMGPTDataset, FIMGPTDatasetConfig, codec_for
+
+        codec, _ = codec_for(blend.tokenizer)  # fails here, in the main process, if the tokenizer is unusable
+        if spec.eod_id is not None and spec.eod_id != codec.eod_id:
+            raise UserError(
+                f"end-of-document id {spec.eod_id} is not the tokenizer's ({codec.eod_id}); FIM cuts fragments at it",
+                field="data.eod_token_id",
+            )
+        cls, config = FIMGPTDataset, FIMGPTDatasetConfig(**common, fim=fim, fim_tokenizer=blend.tokenizer)
+    else:
+        cls, config = GPTDataset, GPTDatasetConfig(**common)
+    return BlendedMegatronDatasetBuilder(cls, sizes, lambda: True, config).build()
+
+
+def _link_prefixes(prefixes: list[str], link_dir: str) -> list[str]:
+    linked = []
+    for k, prefix in enumerate(prefixes):
+        link = Path(link_dir) / f"{k:05d}" / "data"
+        link.parent.mkdir(parents=True)
+        for suffix in (".bin", ".idx"):
+            os.symlink(os.path.abspath(prefix + suffix), f"{link}{suffix}")
+        linked.append(str(link))
+    return linked
 
 
 def check_split(recipe, blend) -> None:
@@ -78,29 +178,10 @@ class Datasets:
 
 def build_datasets(recipe, blend, *, vocab_size: int, train_iters: int, cache_dir: str) -> Datasets:
     """GPTDatasets for train and validation over the resolved blend (built by rank 0 first, then the others)."""
-    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
-
-    d, t = recipe.data, recipe.training
-    prefixes, weights = blend.megatron_blend()
-    config = GPTDatasetConfig(
-        random_seed=t.seed,
-        sequence_length=t.seq_length,
-        blend=(prefixes, weights),
-        split=d.split,
-        path_to_cache=cache_dir,
-        tokenizer=_BlendTokenizer(vocab_size, d.eod_token_id),
-        reset_position_ids=d.reset_position_ids,
-        reset_attention_mask=d.reset_attention_mask,
-        eod_mask_loss=d.eod_mask_loss,
-        create_attention_mask=d.reset_attention_mask,
-        mmap_bin_files=True,
-    )
-    gbs = t.global_batch_size
+    gbs = recipe.training.global_batch_size
     valid_samples = recipe.eval.iters * gbs if recipe.eval.interval_iters else 0
-    train, valid, _ = BlendedMegatronDatasetBuilder(
-        GPTDataset, [train_iters * gbs, valid_samples, 0], lambda: True, config
-    ).build()
+    spec = DataSpec.from_recipe(recipe, vocab_size)
+    train, valid, _ = build_blend(blend, spec, [train_iters * gbs, valid_samples, 0], cache_dir=cache_dir)
     if train is None:
         raise UserError("the split gives training no documents", file=recipe.file_of("data.split"), field="data.split")
     if valid_samples and valid is None:

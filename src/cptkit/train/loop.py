@@ -228,7 +228,12 @@ def _run(recipe, prepared: dict, info) -> int:
                 "consumed_tokens": consumed * t.seq_length,
                 "train_iters": train_iters,
                 "recipe": recipe.name,
-                "mixture": {"name": blend.mixture, "file": blend.mixture_file, "fingerprint": blend.fingerprint},
+                "mixture": {
+                    "name": blend.mixture,
+                    "file": blend.mixture_file,
+                    "fingerprint": blend.fingerprint,
+                    "fim": any(e.fim for e in blend.entries),  # convert mcore-to-hf then names the FIM tokens
+                },
             },
             model_config=cfg,
             hf_assets=hf_assets,

@@ -196,7 +196,8 @@ to `RUN_DIR/tensorboard/`, wandb (offline by default) to `RUN_DIR/wandb/`, one w
 | `llama31_8b.yaml` | base: Llama-3.1-8B, LR 2.5e-5 → 2.5e-6 cosine, 1,000 warmup, WD 0.1, seq 8192, GBS 1024, 50B tokens, 64 H100, TP 2 + SP, distributed optimizer |
 | `swallowcode_exp1.yaml`, `swallowcode_exp2.yaml`, `swallowcode_exp3.yaml`, `swallowcode_exp4.yaml` | SwallowCode ablations: GBS 512, MBS 2, 12,500 iterations (52.4B tokens), z-loss 1e-4, save and evaluate every 500 (10 iterations); mixtures `data_mix/swallowcode_exp*.yaml` |
 | `swallowmath_exp1.yaml` | SwallowMath ablation 1, same settings, `data_mix/swallowmath_exp1.yaml` |
-| `swallow_v05_210b.yaml` | Swallow-v0.5-like: GBS 1024, 25,000 iterations (209.7B tokens) |
+| `swallow_v05_210b.yaml` | Swallow-v0.5-like: from the Instruct model's conversion, GBS 1024, 25,000 iterations (209.7B tokens), `data_mix/swallow_v05.yaml` (shares assumed) |
+| `future_code_ja.yaml` | Future-Code-Ja-like: 290.6B tokens (204.9B code with fill-in-the-middle + 85.7B text), `data_mix/future_code_ja.yaml`; then `cptkit merge` with Instruct |
 | `tiny_cpu.yaml` | a 2-layer Llama-3-shaped model (hidden 64, GQA, RoPE scaling, vocabulary 128,256) on CPU, fp32, for tests and the demo |
 
 CPU runs use `cptkit.backend.cpu` (gloo; never for real training) and need `training.precision=fp32`,

@@ -1,0 +1,1 @@
+"""`cptkit merge`: task arithmetic / chat vector over Hugging Face folders (see `cptkit.merge.task_arithmetic`)."""
