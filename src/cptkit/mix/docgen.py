@@ -14,9 +14,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from cptkit.mix.schema import WARN_POINTS, Dataset, Group, Input, Mixture, Source, _percent, _tokens
+from cptkit.mix.schema import WARN_POINTS, Dataset, Group, Input, Mixture, Source, Tokenization, _percent, _tokens
 
-MODELS: tuple[type[BaseModel], ...] = (Mixture, Group, Source, Dataset, Input)
+MODELS: tuple[type[BaseModel], ...] = (Mixture, Group, Source, Dataset, Input, Tokenization)
 
 INTRO = f"""\
 # Mixture files (`data_mix/*.yaml`)
