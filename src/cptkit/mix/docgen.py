@@ -63,6 +63,7 @@ cptkit mix check data_mix/demo.yaml --samples 2000 --seq-length 1024   # realize
 name: my_ablation
 description: 16% code / 84% text, code source swapped for the filtered one.
 tokenizer: llama3                      # or /path/to/tokenizer.json, tokenizer.model, or a directory
+tokenization: {{bos: true, eod: true, special_tokens: parse}}   # as the Swallow corpora were made (per source too)
 total_tokens: 50B
 groups:
   code: {{percent: 16}}
