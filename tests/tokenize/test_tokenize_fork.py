@@ -95,3 +95,40 @@ def test_the_digest_is_not_blind(meta_dir, llama3_tokenizer, tmp_path):
     # The derived directory is the one the digest was made with (the script printed this sha256).
     assert _sha((meta_dir / "tokenizer.json").read_bytes()) == DERIVED_TOKENIZER_JSON_SHA256
     assert json.loads((meta_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"]["ignore_merges"] is True
+
+
+def test_tiktoken_runs_a_tokenizer_json_only_when_provably_equivalent(meta_dir, llama3_tokenizer):
+    from cptkit.tokenize.fastpath import _check
+
+    doc = json.loads((meta_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    ranks, specials = _check(doc)
+    assert len(ranks) == 128000 and specials["<|begin_of_text|>"] == 128000 and len(specials) == 256
+    package = json.loads((llama3_tokenizer / "tokenizer.json").read_text(encoding="utf-8"))
+    assert "ignore_merges" in _check(package)  # the PyPI package's file: the tokenizers library runs it
+
+    def broken(change) -> str:
+        d = json.loads(json.dumps(doc))
+        change(d)
+        got = _check(d)
+        assert isinstance(got, str), "a broken tokenizer.json was taken as tiktoken-equivalent"
+        return got
+
+    merges, vocab = doc["model"]["merges"], doc["model"]["vocab"]
+
+    def rank(k: int) -> int:  # the id merge k makes
+        m = merges[k]
+        return vocab["".join(m.split(" ") if isinstance(m, str) else m)]
+
+    swap = next(k for k in range(len(merges) - 1) if rank(k) != rank(k + 1))
+
+    def swapped(d):
+        m = d["model"]["merges"]
+        m[swap], m[swap + 1] = m[swap + 1], m[swap]
+
+    assert "rank order" in broken(swapped)
+    assert "lack" in broken(lambda d: d["model"]["merges"].pop(len(merges) // 2))
+    assert "pre-tokenizer" in broken(
+        lambda d: d["pre_tokenizer"]["pretokenizers"][0].update(pattern={"Regex": r"\S+|\s+"})
+    )
+    assert "normalizer" in broken(lambda d: d.update(normalizer={"type": "NFC"}))
+    assert "added token" in broken(lambda d: d["added_tokens"][0].update(lstrip=True))
