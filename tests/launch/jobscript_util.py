@@ -82,7 +82,13 @@ def write_tiny_training(root: Path, run_dir: Path, train_iters: int = 30) -> Pat
             builder.finalize(f"{prefix}.idx")
         sources.append(f"  - name: {name}\n    tokens: {'16k' if name == 'code' else '84k'}\n    prefix: {prefix}")
     mixture = root / "mix.yaml"
-    mixture.write_text("name: launchmix\ntokenizer: llama3\nsources:\n" + "\n".join(sources) + "\n")
+    # The declared tokenizer must be the data's 512-id vocabulary (the trainer checks it): a word-level one.
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({**{f"t{i}": i for i in range(vocab - 1)}, "</s>": vocab - 1}, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(root / "tokenizer.json"))
+    mixture.write_text(f"name: launchmix\ntokenizer: {root / 'tokenizer.json'}\nsources:\n" + "\n".join(sources) + "\n")
     recipe = root / f"{run_dir.name}.yaml"
     recipe.write_text(
         f"inherit: {ROOT / 'recipes' / 'tiny_cpu.yaml'}\nname: {run_dir.name}\nrun_dir: {run_dir}\n"

@@ -31,6 +31,36 @@ def make_prefix(prefix: Path, doc_lengths: list[int], *, vocab: int = 1000, eod:
     return prefix
 
 
+def write_tokenizer(path: Path, vocab: int = 1000, eod: int = 0) -> Path:
+    """A word-level tokenizer.json of `vocab` ids with `</s>` (EOD) at `eod`: the vocabulary of `make_prefix` data."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = {f"t{i}": i for i in range(vocab) if i != eod}
+    tok = Tokenizer(models.WordLevel({**words, "</s>": eod}, unk_token=next(iter(words))))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path))
+    return path
+
+
+def write_manifest(prefix: Path, tokenizer: str, *, bos: bool = False, eod: bool = True, special: str = "text"):
+    """The part of a `cptkit tokenize` manifest the settings check reads, for a prefix made by `make_prefix`."""
+    import json
+
+    from cptkit.tokenize.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(tokenizer, split_special_tokens=special == "text")
+    options = {
+        "prepend_bos": bos,
+        "append_eod": eod,
+        "split_special_tokens": special == "text",
+        "bos_id": tok.bos_id if bos else None,
+        "eod_id": tok.eod_id if eod else None,
+    }
+    doc = {"tokenizer": {"spec": str(tokenizer), **tok.describe()}, "options": options}
+    Path(f"{prefix}.manifest.json").write_text(json.dumps(doc), encoding="utf-8")
+
+
 def write_yaml(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
@@ -54,4 +84,5 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 def data_root(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "data"
     monkeypatch.setenv("DATA_ROOT", str(root))
+    write_tokenizer(root / "tokenizer.json")  # the 1000-id vocabulary of make_prefix's data (eod 0)
     return root

@@ -11,12 +11,12 @@ from cptkit.errors import UserError
 from cptkit.mix import resolve_file
 from cptkit.mix.check import check_blend, check_file, eod_from_manifests
 
-from .conftest import make_prefix, run_cli, write_yaml
+from .conftest import make_prefix, run_cli, write_manifest, write_yaml
 
 # Three sources of very different sizes and targets; `small` is repeated ~3 times, `big` is subsampled.
 MIX = """
 name: three
-tokenizer: llama3
+tokenizer: ${DATA_ROOT}/tokenizer.json  # the 1000-id vocabulary of make_prefix's data
 total_tokens: 400k
 sources:
   - {name: big, tokens: 200k, prefix: "${DATA_ROOT}/big_text_document"}
@@ -65,13 +65,19 @@ def test_realized_shares_match_targets_and_a_wrong_blend_is_caught(three):
 def test_eod_comes_from_the_manifests(three, data_root):
     with pytest.raises(UserError, match="pass --eod-id"):
         check_file(three, samples=10, seq_length=16)
-    (data_root / "big_text_document.manifest.json").write_text(json.dumps({"tokenizer": {"eod_id": 7}}))
-    assert eod_from_manifests(resolve_file(three)) == 7
+    tok = str(data_root / "tokenizer.json")
+    write_manifest(data_root / "big_text_document", tok)
+    assert eod_from_manifests(resolve_file(three)) == 0
     with pytest.raises(UserError, match="disagrees"):
         check_file(three, samples=10, seq_length=16, eod_id=3)
-    (data_root / "small_text_document.manifest.json").write_text(json.dumps({"tokenizer": {"eod_id": 8}}))
-    with pytest.raises(UserError, match="different end-of-document ids"):
+    # A manifest recording another end-of-document id is refused by the settings check, naming the prefix.
+    doc = json.loads((data_root / "big_text_document.manifest.json").read_text())
+    doc["options"]["eod_id"] = doc["tokenizer"]["eod_id"] = 8
+    (data_root / "small_text_document.manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"small_text_document \(source small\): its eod_id is 8"):
         check_file(three, samples=10, seq_length=16)
+    with pytest.raises(UserError, match="different end-of-document ids"):
+        eod_from_manifests(resolve_file(three))
 
 
 def test_cli_check_prints_shares_and_exit_codes(three, tmp_path):

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from .conftest import make_prefix, run_cli, write_yaml
+from .conftest import make_prefix, run_cli, write_manifest, write_yaml
 
 # code: 16.3% of the targets, text 83.7% (declared 16: drift 0.3 point, inside the 0.5 tolerance -> warning, not error).
 # ja: 30k target over 5k tokens = 6 epochs > max_epochs 4. Targets 98k of a 100k budget.
 MIX = """
 name: warn
-tokenizer: llama3
+tokenizer: ${DATA_ROOT}/tokenizer.json  # the 1000-id vocabulary of make_prefix's data
 total_tokens: 100k
 groups:
   code: {percent: 16}
@@ -79,3 +79,28 @@ def test_show_table_and_a_clean_mixture_has_no_warnings(mixture, tmp_path, data_
     assert doc["warnings"] == []
     en = next(s for s in doc["sources"] if s["name"] == "en")
     assert en["available_tokens"] == 12_000 and en["epochs"] == pytest.approx(52 / 12)
+
+
+def test_show_prints_the_tokenization_and_warns_on_prefixes_made_otherwise(mixture, tmp_path, data_root):
+    declared = MIX.replace("total_tokens: 100k", "total_tokens: 100k\ntokenization: {bos: true, special_tokens: parse}")
+    declared = declared.replace(
+        'tokens: 30k, prefix: "${DATA_ROOT}/ja_text_document"}',
+        'tokens: 30k, prefix: "${DATA_ROOT}/ja_text_document", tokenization: {bos: false}}',
+    )
+    path = write_yaml(tmp_path / "declared.yaml", declared)
+    r = run_cli("mix", "show", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["tokenization"] == {"bos": True, "eod": True, "special_tokens": "parse"}
+    src = {s["name"]: s["tokenization"] for s in doc["sources"]}
+    assert src["ja"] == {"bos": False, "eod": True, "special_tokens": "parse"} and src["code"] == doc["tokenization"]
+    assert not any("tokenized as" in w or "made with" in w for w in doc["warnings"])  # no manifests: as declared
+
+    # A manifest recording other settings is warned about, naming the prefix (mix check / the trainer refuse it).
+    write_manifest(data_root / "code_text_document", str(data_root / "tokenizer.json"), bos=False, special="parse")
+    r = run_cli("mix", "show", str(path))
+    assert r.returncode == 0, r.stderr
+    assert "documents: BOS + ids + EOD, special-token strings parsed as special ids" in r.stdout
+    assert "  source ja: ids + EOD, special-token strings parsed as special ids" in r.stdout
+    bad = [line for line in r.stdout.splitlines() if "code_text_document" in line and line.startswith("warning:")]
+    assert len(bad) == 1 and "made with bos off" in bad[0], r.stdout

@@ -61,15 +61,15 @@ def test_special_token_strings_are_text_by_default_and_special_with_the_switch(w
     assert len(safe) > len(compat)
 
 
-def test_alias_and_directory_pick_the_tokenizer_json(llama3_tokenizer, tmp_path):
-    assert load_tokenizer("llama3").path.name == "tokenizer.json"
+def test_alias_picks_metas_tiktoken_model_and_a_directory_its_tokenizer_json(llama3_tokenizer, tmp_path):
+    assert load_tokenizer("llama3").path.name == "tokenizer.model"  # Meta's own file, the fast encoder
     assert load_tokenizer(llama3_tokenizer).path == llama3_tokenizer / "tokenizer.json"
     only_model = tmp_path / "orig"
     only_model.mkdir()
     shutil.copy(llama3_tokenizer / "tokenizer.model", only_model / "tokenizer.model")
     tok = load_tokenizer(only_model)
     assert isinstance(tok, TiktokenTokenizer) and tok.vocab_size == 128256
-    assert len(tok.checksum) == 64 and tok.checksum != load_tokenizer("llama3").checksum
+    assert len(tok.checksum) == 64 and tok.checksum != load_tokenizer(llama3_tokenizer).checksum
 
 
 def test_sentencepiece_model(tiny_sentencepiece):

@@ -34,8 +34,23 @@ def write_prefix(prefix: Path, seed: int, documents: int = 120, mean_len: int = 
     builder.finalize(f"{prefix}.idx")
 
 
+def write_tokenizer(path: Path, vocab: int = VOCAB) -> Path:
+    """A word-level tokenizer.json of `vocab` ids, the last one `</s>` (EOD): the vocabulary the tiny data uses.
+
+    The trainer holds a mixture's prefixes to its declared tokenizer (cptkit.mix.settings), so the tests declare this
+    one, not Llama-3's 128,256 ids.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({**{f"t{i}": i for i in range(vocab - 1)}, "</s>": vocab - 1}, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(path))
+    return path
+
+
 def write_mixture(path: Path, prefixes: dict[str, Path], tokens: dict[str, str]) -> Path:
-    lines = ["name: testmix", "tokenizer: llama3", "sources:"]
+    tokenizer = write_tokenizer(path.parent / "tokenizer.json")
+    lines = ["name: testmix", f"tokenizer: {tokenizer}", "sources:"]
     for name, prefix in prefixes.items():
         lines += [f"  - name: {name}", f"    tokens: {tokens[name]}", f"    prefix: {prefix}"]
     path.write_text("\n".join(lines) + "\n")

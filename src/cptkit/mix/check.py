@@ -26,6 +26,7 @@ from typing import Any
 from cptkit.errors import UserError
 from cptkit.mix.resolve import ResolvedBlend, resolve
 from cptkit.mix.schema import load_mixture
+from cptkit.mix.settings import check_tokenization
 
 SAMPLES_READ = 8  # samples actually materialised to prove the data loads
 
@@ -148,6 +149,7 @@ def check_file(
     """Check a mixture file; `split` is the recipe's (train split only is drawn) when checking for a recipe."""
     mixture = load_mixture(path)
     blend = resolve(mixture)
+    check_tokenization(mixture, blend)  # settings and vocabulary of every prefix, before megatron is imported
     recorded = eod_from_manifests(blend)
     if recorded is not None and eod_id is not None and recorded != eod_id:
         raise UserError(

@@ -15,9 +15,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from cptkit.mix.fim import FimSettings
-from cptkit.mix.schema import WARN_POINTS, Dataset, Group, Input, Mixture, Source, _percent, _tokens
+from cptkit.mix.schema import WARN_POINTS, Dataset, Group, Input, Mixture, Source, Tokenization, _percent, _tokens
 
-MODELS: tuple[type[BaseModel], ...] = (Mixture, Group, Source, Dataset, Input, FimSettings)
+MODELS: tuple[type[BaseModel], ...] = (Mixture, Group, Source, Dataset, Input, Tokenization, FimSettings)
 
 INTRO = f"""\
 # Mixture files (`data_mix/*.yaml`)
@@ -64,6 +64,7 @@ cptkit mix check data_mix/demo.yaml --samples 2000 --seq-length 1024   # realize
 name: my_ablation
 description: 16% code / 84% text, code source swapped for the filtered one.
 tokenizer: llama3                      # or /path/to/tokenizer.json, tokenizer.model, or a directory
+tokenization: {{bos: true, eod: true, special_tokens: parse}}   # as the Swallow corpora were made (per source too)
 total_tokens: 50B
 groups:
   code: {{percent: 16}}

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cptkit.errors import UserError
 from cptkit.mix.resolve import SourcePlan, tokenizer_conflict
 from cptkit.mix.schema import WARN_POINTS, Mixture
+from cptkit.mix.settings import Settings, declared_vocabulary, effective, prefix_problem
 from cptkit.util.units import format_tokens
 
 
@@ -38,6 +40,7 @@ def summarize(mixture: Mixture, plans: list[SourcePlan]) -> dict[str, Any]:
                 "prefixes_not_tokenized_with_input": with_input,
                 "problems": [f"{p.field}: {p.problem}" for p in missing],
                 "fim": sp.source.fim.describe() if sp.source.fim else None,
+                "tokenization": effective(mixture, sp.source).to_json(),
             }
         )
     groups = []
@@ -63,12 +66,32 @@ def summarize(mixture: Mixture, plans: list[SourcePlan]) -> dict[str, Any]:
         "mixture": mixture.name,
         "file": mixture.file,
         "tokenizer": mixture.tokenizer,
+        "tokenization": effective(mixture).to_json(),
         "total_tokens": mixture.total_tokens,
         "target_tokens": total,
         "sources": sources,
         "groups": groups,
-        "warnings": warnings(mixture, sources, groups, total) + ([c] if (c := tokenizer_conflict(plans)) else []),
+        "warnings": warnings(mixture, sources, groups, total)
+        + ([c] if (c := tokenizer_conflict(plans)) else [])
+        + settings_warnings(mixture, plans),
     }
+
+
+def settings_warnings(mixture: Mixture, plans: list[SourcePlan]) -> list[str]:
+    """What `mix check` and the trainer would refuse: tokenized prefixes made with other settings or vocabulary."""
+    if not any(p.summary is not None for sp in plans for p in sp.prefixes):
+        return []  # nothing tokenized yet: do not load the tokenizer
+    try:
+        vocab = declared_vocabulary(mixture)
+    except UserError as e:
+        return [f"tokenizer: {e.message}"]
+    out = []
+    for sp in plans:
+        want = effective(mixture, sp.source)
+        for p in sp.prefixes:
+            if p.summary is not None and (problem := prefix_problem(p.path, want, vocab)):
+                out.append(f"{p.field}: {p.prefix}: {problem}")
+    return out
 
 
 def warnings(mixture: Mixture, sources: list[dict], groups: list[dict], total: float) -> list[str]:
@@ -123,6 +146,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render(summary: dict[str, Any]) -> str:
     lines = [f"mixture {summary['mixture']} ({summary['file']}), tokenizer {summary['tokenizer']}"]
+    lines.append(f"documents: {Settings(**summary['tokenization']).describe()}")
+    for s in summary["sources"]:  # only the sources that override the mixture's settings
+        if s["tokenization"] != summary["tokenization"]:
+            lines.append(f"  source {s['name']}: {Settings(**s['tokenization']).describe()}")
     budget = summary["total_tokens"]
     lines.append(
         f"targets {format_tokens(summary['target_tokens'])} tokens"

@@ -120,7 +120,8 @@ def _manifest_tokenizer(path: str) -> str | None:
     except (OSError, ValueError):
         return None
     tok = doc.get("tokenizer") if isinstance(doc, dict) else None
-    sha = tok.get("sha256") if isinstance(tok, dict) else None
+    # The vocabulary's identity when recorded: a tokenizer.json and its tiktoken tokenizer.model make the same ids.
+    sha = (tok.get("vocab_sha256") or tok.get("sha256")) if isinstance(tok, dict) else None
     return sha if isinstance(sha, str) else None
 
 

@@ -78,6 +78,38 @@ class Input(_Strict):
     text_field: str = Field("text", min_length=1, description="Name of the field holding each document's text.")
 
 
+class SpecialTokens(StrEnum):
+    text = "text"
+    parse = "parse"
+
+
+class Tokenization(_Strict):
+    """How documents become tokens (`cptkit tokenize` follows it; `mix check` and the trainer hold the prefixes to it).
+
+    On the mixture it applies to every source; on a source, each field given overrides the mixture's. The published
+    Swallow corpora (okoge-kaz/Megatron-LM `preprocess_data.py --tokenizer-type Llama3Tokenizer --append-eod`) are
+    `{bos: true, eod: true, special_tokens: parse}`. One vocabulary per blend: the tokenizer is the mixture's
+    `tokenizer`, never per source.
+    """
+
+    bos: bool | None = Field(
+        None,
+        description="Start every document with the tokenizer's BOS id (`<|begin_of_text|>`), as the Swallow fork's "
+        "Llama3Tokenizer does; upstream Megatron-LM adds none. Mixture default: `false`.",
+    )
+    eod: bool | None = Field(
+        None,
+        description="End every document with the end-of-document id (`<|end_of_text|>`, Megatron-LM's "
+        "`--append-eod`). Mixture default: `true`.",
+    )
+    special_tokens: SpecialTokens | None = Field(
+        None,
+        description="Special-token strings inside a document's text (`<|begin_of_text|>` in a code file): `text` "
+        "encodes them as ordinary text, so data cannot inject control ids; `parse` turns them into the special ids, "
+        "as Hugging Face `encode()` and Megatron-LM's tools do. Mixture default: `text`.",
+    )
+
+
 class Dataset(_Strict):
     """One Megatron prefix inside a multi-prefix source (e.g. one Common Crawl dump of Swallow Corpus v2)."""
 
@@ -135,6 +167,10 @@ class Source(_Strict):
         min_length=1,
         description="Several prefixes making up this source (e.g. one per Common Crawl dump), instead of `prefix`.",
     )
+    tokenization: Tokenization | None = Field(
+        None,
+        description="This source's tokenization settings; the fields given override the mixture's `tokenization`.",
+    )
 
     def prefixes(self) -> list[Dataset]:
         """The source's datasets, a single-prefix source seen as one dataset."""
@@ -159,6 +195,13 @@ class Mixture(_Strict):
         min_length=1,
         description="Tokenizer the prefixes are made with: a path to `tokenizer.json`, a tiktoken/SentencePiece "
         "`tokenizer.model`, a directory holding them, or the built-in alias `llama3`. `${VAR}` expands.",
+    )
+    tokenization: Tokenization = Field(
+        default_factory=Tokenization,
+        description="How every source's documents become tokens: BOS, EOD, special-token strings in text; sources "
+        "may override fields. Prefixes made with other settings or another vocabulary are refused by `mix check` and "
+        "the trainer; prefixes without a cptkit manifest (made by Megatron-LM or the Swallow fork) are taken as made "
+        "with these settings.",
     )
     total_tokens: Tokens | None = Field(
         None,

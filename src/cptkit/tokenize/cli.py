@@ -36,27 +36,28 @@ def register(subparsers) -> None:
     adhoc.add_argument("--tokenizer", help="tokenizer.json, tokenizer.model, a directory, or 'llama3'")
     adhoc.add_argument("--format", default="auto", help="auto|jsonl|jsonl.gz|jsonl.zst|parquet|hf_disk")
     adhoc.add_argument("--text-field", default="text", help="field holding each document's text (default: text)")
-    tok = p.add_argument_group("documents to tokens")
+    tok = p.add_argument_group("documents to tokens (ad-hoc jobs; a mixture declares them in `tokenization:`)")
     tok.add_argument(
         "--append-eod",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="end each document with EOD (default: on)",
     )
     tok.add_argument(
         "--prepend-bos",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="start each document with BOS (default: off)",
+        default=None,
+        help="start each document with BOS (default: off; the Swallow fork's Llama3Tokenizer adds it)",
     )
     tok.add_argument("--eod-token", help="EOD token string (default: the tokenizer's eos, <|end_of_text|> for Llama-3)")
     tok.add_argument(
         "--split-special-tokens",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="encode special-token strings found in the text (e.g. '<|begin_of_text|>') as ordinary text (default). "
         "--no-split-special-tokens turns them into the special ids, as Megatron-LM's HuggingFaceTokenizer does: with it "
-        "the output is byte-identical to tools/preprocess_data.py --append-eod",
+        "the output is byte-identical to tools/preprocess_data.py --append-eod (with --prepend-bos: to the Swallow "
+        "fork's --tokenizer-type Llama3Tokenizer)",
     )
     tok.add_argument("--strict", action="store_true", help="a bad record is fatal (default: skipped and counted)")
     run = p.add_argument_group("run")
@@ -97,6 +98,8 @@ def _cores() -> int:
 
 
 def _jobs(args) -> tuple[list, str]:
+    """[(tokenization settings, job)] and the tokenizer."""
+    from cptkit.mix.settings import Settings
     from cptkit.tokenize.pipeline import Job
 
     if args.mixture is None:
@@ -114,7 +117,12 @@ def _jobs(args) -> tuple[list, str]:
         if args.source:
             raise UserError("--source selects sources of a mixture; give the mixture YAML")
         prefix = Path(args.output_prefix).expanduser().absolute()
-        return [Job(prefix.name, prefix, tuple(args.input), args.format, args.text_field)], args.tokenizer
+        flags = Settings(
+            bos=bool(args.prepend_bos),
+            eod=args.append_eod is not False,
+            special_tokens="text" if args.split_special_tokens is not False else "parse",
+        )
+        return [(flags, Job(prefix.name, prefix, tuple(args.input), args.format, args.text_field))], args.tokenizer
 
     for flag, value in (
         ("--input", args.input),
@@ -125,11 +133,23 @@ def _jobs(args) -> tuple[list, str]:
             raise UserError(
                 f"{flag} is for ad-hoc jobs; a mixture names its inputs, prefixes and tokenizer", file=args.mixture
             )
+    for flag, value in (
+        ("--prepend-bos", args.prepend_bos),
+        ("--append-eod", args.append_eod),
+        ("--split-special-tokens", args.split_special_tokens),
+        ("--eod-token", args.eod_token),
+    ):
+        if value is not None:
+            raise UserError(
+                f"--[no-]{flag[2:]} is for ad-hoc jobs; a mixture declares it in `tokenization:` (per source too)",
+                file=args.mixture,
+            )
     if args.format != "auto" or args.text_field != "text":
         raise UserError(
             "--format/--text-field are for ad-hoc jobs; set input.format/text_field in the mixture", file=args.mixture
         )
     from cptkit.mix.schema import load_mixture
+    from cptkit.mix.settings import effective
 
     mixture = load_mixture(args.mixture)
     names = [s.name for s in mixture.sources]
@@ -149,14 +169,17 @@ def _jobs(args) -> tuple[list, str]:
                 continue
             name = source.name if source.datasets is None else f"{source.name}[{j}]"
             jobs.append(
-                Job(
-                    name,
-                    Path(ds.prefix).expanduser().absolute(),
-                    tuple(ds.input.paths),
-                    str(getattr(ds.input.format, "value", ds.input.format)),
-                    ds.input.text_field,
-                    position - 1,
-                    args.mixture,
+                (
+                    effective(mixture, source),
+                    Job(
+                        name,
+                        Path(ds.prefix).expanduser().absolute(),
+                        tuple(ds.input.paths),
+                        str(getattr(ds.input.format, "value", ds.input.format)),
+                        ds.input.text_field,
+                        position - 1,
+                        args.mixture,
+                    ),
                 )
             )
     if not jobs:
@@ -179,30 +202,36 @@ def handle(args) -> int:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.chunk_bytes is not None and args.chunk_bytes < 1:
         raise UserError(f"--chunk-bytes must be >= 1, got {args.chunk_bytes}")
-    jobs, tokenizer = _jobs(args)
-    options = Options(
-        tokenizer=tokenizer,
-        split_special_tokens=args.split_special_tokens,
-        eod_token=args.eod_token,
-        append_eod=args.append_eod,
-        prepend_bos=args.prepend_bos,
-        strict=args.strict,
-        chunk_bytes=args.chunk_bytes,
-    )
-    with Runner(options, workers=args.workers, worker_kind=args.worker_kind, progress=args.progress) as runner:
-        if args.dry_run:
-            print_dry_run(runner, jobs, args, sys.stdout)
-            return 0
-        results = []
-        for job in jobs:
-            results.append(
-                runner.run(
-                    job,
-                    shard_index=args.shard_index,
-                    num_shards=args.num_shards,
-                    merge_only=args.merge,
-                    overwrite=args.overwrite,
+    pairs, tokenizer = _jobs(args)
+    # One runner (tokenizer + worker pool) per distinct settings: sources may override the mixture's tokenization.
+    groups: dict = {}
+    for settings, job in pairs:
+        groups.setdefault(settings, []).append(job)
+    results = []
+    for settings, jobs in groups.items():
+        options = Options(
+            tokenizer=tokenizer,
+            split_special_tokens=settings.split_special_tokens,
+            eod_token=args.eod_token,
+            append_eod=settings.eod,
+            prepend_bos=settings.bos,
+            strict=args.strict,
+            chunk_bytes=args.chunk_bytes,
+        )
+        with Runner(options, workers=args.workers, worker_kind=args.worker_kind, progress=args.progress) as runner:
+            if args.dry_run:
+                print_dry_run(runner, jobs, args, sys.stdout)
+                continue
+            for job in jobs:
+                results.append(
+                    runner.run(
+                        job,
+                        shard_index=args.shard_index,
+                        num_shards=args.num_shards,
+                        merge_only=args.merge,
+                        overwrite=args.overwrite,
+                    )
                 )
-            )
-    print_summary(results, sys.stdout)
+    if not args.dry_run:
+        print_summary(results, sys.stdout)
     return 0

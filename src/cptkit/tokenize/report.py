@@ -23,7 +23,8 @@ def _table(rows: list[list[str]], out) -> None:
 def print_dry_run(runner, jobs, args, out) -> None:
     tok, o = runner.tok, runner.options
     print(
-        f"tokenizer: {o.tokenizer} -> {tok.kind} {tok.path} (sha256 {tok.checksum[:12]}, vocab {tok.vocab_size:,})",
+        f"tokenizer: {o.tokenizer} -> {tok.kind} {tok.path} (sha256 {tok.checksum[:12]}, vocab {tok.vocab_size:,}, "
+        f"encoder {tok.encoder})",
         file=out,
     )
     print(

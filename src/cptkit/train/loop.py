@@ -105,6 +105,7 @@ def train(recipe) -> int:
 
 def _prepare(recipe, world_size: int) -> dict:
     from cptkit.mix.resolve import resolve_file
+    from cptkit.mix.settings import check_tokenization
     from cptkit.train.data import check_split
     from cptkit.train.setup import check_cpu_settings, model_config_for
 
@@ -112,6 +113,7 @@ def _prepare(recipe, world_size: int) -> dict:
     check_cpu_settings(recipe)
     cfg = model_config_for(recipe)
     blend = resolve_file(recipe.data.mixture)
+    check_tokenization(recipe.data.mixture, blend, model_vocab_size=cfg.vocab_size)
     check_split(recipe, blend)
     ckpt_dir = Path(recipe.checkpoint_dir)
     latest = ckpt.read_latest(ckpt_dir)
