@@ -22,7 +22,7 @@ def recipe(tmp_path, data_root):
         tmp_path / "two.yaml",
         """
         name: two
-        tokenizer: llama3
+        tokenizer: ${DATA_ROOT}/tokenizer.json  # the 1000-id vocabulary of make_prefix data
         sources:
           - {name: a, tokens: 30k, prefix: "${DATA_ROOT}/a_text_document"}
           - {name: b, tokens: 10k, prefix: "${DATA_ROOT}/b_text_document"}
