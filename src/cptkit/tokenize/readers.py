@@ -184,9 +184,13 @@ class ChunkScanner:
             first_block = True
             line_no = 1  # of buf's first line
             oversized: list[int] = []  # absolute line numbers of lines dropped as too long (now empty in buf)
+            tail = 0  # where buf's unfinished last line starts
+            searched = 0  # buf[:searched] holds no newline at or after chunk_bytes - 1 (long lines: no rescans)
             while not eof or buf:
                 # Cut at the first newline at or after chunk_bytes: a rule on content only, not on read sizes.
-                cut = buf.find(b"\n", self.chunk_bytes - 1) if len(buf) >= self.chunk_bytes else -1
+                start = max(self.chunk_bytes - 1, searched)
+                cut = buf.find(b"\n", start) if len(buf) >= self.chunk_bytes else -1
+                searched = len(buf) if cut < 0 else 0
                 if cut < 0 and not eof:
                     block = self._read(stream)
                     if first_block and block:
@@ -194,10 +198,15 @@ class ChunkScanner:
                         if block.startswith(_BOM):  # a byte order mark, not part of the first record
                             block = block[len(_BOM) :]
                     if block:
-                        scan_from = buf.rfind(b"\n") + 1  # the unfinished line this block continues
+                        scan_from = tail  # the unfinished line this block continues
+                        nl = block.rfind(b"\n")
                         buf += block
+                        if nl >= 0:
+                            tail = len(buf) - len(block) + nl + 1
                         if len(buf) - scan_from > self.max_line_bytes:
                             self._drop_long_lines(buf, scan_from, stream, line_no, oversized)
+                            tail = buf.rfind(b"\n") + 1  # what is left unfinished is within the bound
+                            searched = min(searched, scan_from)
                     else:
                         eof = True
                         if checker is not None:
@@ -206,6 +215,7 @@ class ChunkScanner:
                 end = cut + 1 if cut >= 0 else len(buf)
                 payload = bytes(buf[:end])
                 del buf[:end]
+                tail = max(0, tail - end)
                 n_lines = payload.count(b"\n") + (0 if payload.endswith(b"\n") else 1)
                 mine = tuple(n - line_no for n in oversized if n < line_no + n_lines)
                 oversized = oversized[len(mine) :]
