@@ -93,6 +93,12 @@ def finalize(job, files, fp: str, wdir: Path, tok, tokenizer_spec: str, options:
     mpath.unlink(missing_ok=True)  # --overwrite: the old manifest must not vouch for the new files
     try:
         merge_shards(shards, job.prefix, dtype, written, [s.get("crc32") for s in stats])
+    except OSError as e:  # a full disk while merging: free the partial output, name it (write() names no file)
+        for suffix in (".bin.tmp", ".idx.tmp"):
+            job.prefix.with_name(job.prefix.name + suffix).unlink(missing_ok=True)
+        if e.filename is None:
+            e.filename = f"{job.prefix}.{{bin,idx}}"
+        raise
     except DamagedShards as e:
         for shard in e.shards:  # the next run redoes exactly these chunks
             shard.with_name(shard.name + ".json").unlink(missing_ok=True)
