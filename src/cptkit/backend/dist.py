@@ -63,6 +63,12 @@ def init_distributed(backend: str | None = None, timeout_minutes: int = 30) -> D
             torch.distributed.get_backend(),
         )
     rank, local_rank, world = rank_info_from_env()
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        # torchrun starts ranks in sessions of their own: a `kill -9` of torchrun would leave them training (or
+        # hanging in a collective) with nobody to stop them. Die with it.
+        from cptkit.util.children import die_with_parent
+
+        die_with_parent()
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "gloo" and not torch.cuda.is_available():
