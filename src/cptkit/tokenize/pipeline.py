@@ -236,11 +236,13 @@ class Runner:
         overwrite: bool = False,
     ) -> Result:
         with contextlib.ExitStack() as locks:
-            hint = "; array tasks of one scale-out each need their own --shard-index"
             if num_shards is not None and not merge_only:  # array tasks share the prefix, one each per shard
-                locks.enter_context(output_lock(job.prefix, what=str(job.prefix), shared=True, hint=hint))
+                locks.enter_context(output_lock(job.prefix, what=str(job.prefix), shared=True))
                 shard = job.prefix.with_name(f"{job.prefix.name}.shard-{shard_index}-of-{num_shards}")
-                locks.enter_context(output_lock(shard, what=f"{job.prefix} shard {shard_index}/{num_shards}"))
+                hint = "; each array task of a scale-out needs its own --shard-index"
+                locks.enter_context(
+                    output_lock(shard, what=f"{job.prefix} shard {shard_index}/{num_shards}", hint=hint)
+                )
             else:
                 locks.enter_context(output_lock(job.prefix, what=str(job.prefix)))
             return self._run(job, shard_index, num_shards, merge_only, overwrite)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cptkit.errors import UserError
+from cptkit.tokenize.readers import MAX_DOCUMENT_BYTES
 from cptkit.util.atomic import atomic_open, write_json
 
 SKIP_REASONS = (
@@ -45,7 +46,7 @@ class WorkerOptions:
     prepend_bos: bool
     strict: bool
     dtype: str
-    max_document_bytes: int = 10_000_000  # readers.MAX_DOCUMENT_BYTES (not imported: the worker stays light)
+    max_document_bytes: int = MAX_DOCUMENT_BYTES
 
 
 _state: dict = {}

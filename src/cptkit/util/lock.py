@@ -65,7 +65,11 @@ def output_lock(
                 os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
         yield path
     finally:
-        os.close(fd)  # releases the lock
+        # Unlock before closing: processes forked meanwhile (tokenizer workers) share this open file description,
+        # and a plain close would leave the lock held until the last of them exits.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _read_holder(fd: int) -> str:
@@ -73,19 +77,3 @@ def _read_holder(fd: int) -> str:
         return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
     except OSError:
         return ""
-
-
-def holds_nothing(output: str | os.PathLike) -> bool:
-    """True if no process holds the lock of `output` now (probe: take and drop it at once)."""
-    path = lock_path(output)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
