@@ -193,3 +193,24 @@ def test_partial_dir_of_a_live_writer_is_kept(tmp_path, tiny_hf, capsys):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_lock_is_released_although_a_forked_worker_still_runs(tmp_path, capsys):
+    """Tokenizer workers forked while a prefix was locked share the lock's file descriptor; leaving the prefix must
+    release the lock anyway (one pool serves every prefix of a mixture), not when the last worker exits."""
+    from cptkit.util.lock import output_lock
+
+    prefix = tmp_path / "p"
+    with output_lock(prefix):
+        child = os.fork()
+        if child == 0:  # a long-lived worker holding the inherited descriptor
+            time.sleep(30)
+            os._exit(0)
+    try:
+        rc, err = _tokenize(capsys, prefix)  # in this process: a fresh open of the lock file
+        assert rc == 0, err
+        with held(prefix):  # and another process can take it too
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
