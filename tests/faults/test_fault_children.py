@@ -171,3 +171,36 @@ def test_killed_torchrun_leaves_no_trainer_rank(tmp_path, variant):
         assert survivors == set()
     else:
         assert survivors == ranks, "torchrun's ranks should outlive it unprotected (else this test proves nothing)"
+
+
+_LOADER = """
+import os, sys, time
+import torch
+from cptkit.train.data import Prefetcher
+
+class Samples(torch.utils.data.Dataset):
+    def __len__(self):
+        return 10**6
+    def __getitem__(self, i):
+        return {"tokens": torch.full((8,), i)}
+
+it = iter(Prefetcher(Samples(), 2, consumed_samples=0, total_samples=10**6, micro_batch_size=1, dp_rank=0, dp_size=1))
+next(it)
+print("ready", flush=True)
+time.sleep(600)  # "compute": the workers have prefetched and wait for the next index
+"""
+
+
+def test_killed_trainer_leaves_no_data_loader_worker():
+    """The trainer's own children are its DataLoader workers (`cptkit.train.data.Prefetcher`): torch's worker
+    watchdog sees the parent gone and exits (it polls every 5 s, hence the longer grace)."""
+    global GRACE_S
+    parent = subprocess.Popen([sys.executable, "-c", _LOADER], env=_env(), stdout=subprocess.PIPE, text=True)
+    assert parent.stdout.readline().strip() == "ready"
+    workers = _wait_for(lambda: (d := _descendants(parent.pid)) and len(d) >= 2 and d, timeout=60)
+    saved, GRACE_S = GRACE_S, 30.0
+    try:
+        survivors = _kill_and_count_survivors(parent, workers)
+        assert survivors == set(), f"DataLoader workers {sorted(survivors)} of {sorted(workers)} outlived the trainer"
+    finally:
+        GRACE_S = saved
