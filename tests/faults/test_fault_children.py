@@ -177,6 +177,9 @@ _LOADER = """
 import os, sys, time
 import torch
 from cptkit.train.data import Prefetcher
+if sys.argv[1] == "trainer":  # what every trainer rank does first
+    from cptkit.backend.dist import init_distributed
+    init_distributed(backend="gloo")
 
 class Samples(torch.utils.data.Dataset):
     def __len__(self):
@@ -191,14 +194,17 @@ time.sleep(600)  # "compute": the workers have prefetched and wait for the next 
 """
 
 
-def test_killed_trainer_leaves_no_data_loader_worker():
-    """The trainer's own children are its DataLoader workers (`cptkit.train.data.Prefetcher`): torch's worker
-    watchdog sees the parent gone and exits (it polls every 5 s, hence the longer grace)."""
+@pytest.mark.slow  # the trainer variant imports megatron-core (init_distributed): ~20-40 s on 2 busy cores
+@pytest.mark.parametrize("variant", ["trainer", "torch-only"])
+def test_killed_trainer_leaves_no_data_loader_worker(variant):
+    """The trainer's own children are its DataLoader workers (`cptkit.train.data.Prefetcher`). A trainer rank
+    (`init_distributed`) makes every fork die with it at once; torch alone relies on the workers' watchdog, which
+    polls every 5 s (and misses a parent that died before the worker started), hence its longer grace."""
     global GRACE_S
-    parent = subprocess.Popen([sys.executable, "-c", _LOADER], env=_env(), stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, "-c", _LOADER, variant], env=_env(), stdout=subprocess.PIPE, text=True)
     assert parent.stdout.readline().strip() == "ready"
     workers = _wait_for(lambda: (d := _descendants(parent.pid)) and len(d) >= 2 and d, timeout=60)
-    saved, GRACE_S = GRACE_S, 30.0
+    saved, GRACE_S = GRACE_S, (3.0 if variant == "trainer" else 30.0)
     try:
         survivors = _kill_and_count_survivors(parent, workers)
         assert survivors == set(), f"DataLoader workers {sorted(survivors)} of {sorted(workers)} outlived the trainer"

@@ -7,6 +7,10 @@ forever, holding memory, GPUs and file locks. So every process cptkit forks or s
     ProcessPoolExecutor(n, initializer=die_with_parent)
     ctx.Process(target=f)  # and f calls die_with_parent() as its first line
 
+A process whose forks come from libraries (the trainer: DataLoader workers) calls `forks_die_with_this_process()`
+once instead: an `os.register_at_fork` hook does the same in every child it forks. torch's own DataLoader watchdog
+is not enough: a worker that starts after its parent died takes the new parent (init) for its manager and never stops.
+
 On Linux it asks the kernel for SIGKILL when the parent dies (`prctl(PR_SET_PDEATHSIG)`), then checks the parent is
 still the one it was started by (it may have died before the prctl). Elsewhere a daemon thread polls `getppid()`
 every second. Caveat of PDEATHSIG: it fires when the parent *thread* that forked the child ends; cptkit forks from
@@ -16,7 +20,6 @@ the main thread (the tokenizer's pool is created before any other thread exists)
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -36,10 +39,32 @@ def die_with_parent(parent_pid: int | None = None) -> None:
     threading.Thread(target=_watch_parent, args=(expected,), name="cptkit-parent-watchdog", daemon=True).start()
 
 
+_forker: int | None = None
+_registered = False
+
+
+def forks_die_with_this_process() -> None:
+    """From now on, every child this process forks (os.fork, multiprocessing "fork") dies with it. Idempotent."""
+    global _registered
+    if not _registered:
+        _registered = True
+        os.register_at_fork(before=_note_forker, after_in_child=_child_dies_with_forker)
+
+
+def _note_forker() -> None:
+    global _forker
+    _forker = os.getpid()
+
+
+def _child_dies_with_forker() -> None:
+    die_with_parent(_forker)
+
+
 def _prctl_pdeathsig(sig: int) -> bool:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+        # The symbols already loaded into this process (libc's prctl): no library search, which would run
+        # `ldconfig` in a subprocess, in every freshly forked child.
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
