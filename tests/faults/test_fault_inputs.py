@@ -111,6 +111,41 @@ def test_zstd_frame_check_flags_every_cut_inside_a_frame(checksum):
     assert wrong == []
 
 
+@pytest.mark.parametrize("tool", ["zstd", "pzstd"])
+def test_zstd_frame_check_on_the_reference_tools_output(tmp_path, tool):
+    """Files made by the zstd CLI (content checksum on) and pzstd (several frames, each behind a skippable frame),
+    concatenated as `cat a.zst b.zst` does: whole, they pass; cut anywhere but between frames, they are truncated."""
+    import shutil
+
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed")
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(_jsonl(DOCS[:400]))
+    made = []
+    for k, extra in enumerate([[], ["-1"]]):
+        out = tmp_path / f"{k}.zst"
+        args = [tool, "-q", "-f", *extra, str(src), "-o", str(out)]
+        if tool == "pzstd":
+            args[1:1] = ["-p", "2", "-B", "4096"] if "-B" in _help(tool) else ["-p", "2"]
+        subprocess.run(args, check=True)
+        made.append(out.read_bytes())
+    data = made[0] + made[1]
+    cuts = set(range(0, len(data), 97)) - {0, len(made[0])}
+    for n in [len(made[0]), len(data), *sorted(cuts)]:
+        checker = ZstdFrameChecker("x.zst")
+        checker.feed(data[:n])
+        if n in (len(made[0]), len(data)):
+            checker.finish()
+        else:
+            with pytest.raises(DamagedInput):
+                checker.finish()
+
+
+def _help(tool: str) -> str:
+    r = subprocess.run([tool, "--help"], capture_output=True, text=True)
+    return r.stdout + r.stderr
+
+
 def test_corrupt_zstd_is_fatal(tmp_path, capsys):
     data = bytearray(zstandard.ZstdCompressor(write_checksum=True).compress(_jsonl()))
     data[len(data) // 2] ^= 0x55
