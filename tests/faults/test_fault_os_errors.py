@@ -170,3 +170,32 @@ def test_enospc_without_a_file_name_gets_the_output_path(tmp_path, monkeypatch):
         write_text(tmp_path / "out.txt", "x")
     assert exc.value.filename == str(tmp_path / "out.txt")
     assert not (tmp_path / "out.txt").exists() and list(tmp_path.iterdir()) == []  # no temp file left either
+
+
+def test_rerun_over_done_prefixes_on_read_only_data_is_fine(tmp_path, capsys):
+    """Locking must not make finished, shared read-only data unusable: a rerun finds every prefix done, writes
+    nothing and exits 0 (it only needs the lock when there is something to write)."""
+    data = tmp_path / "data"
+    argv = _commands(data)["tokenize"]
+    rc, err = _run(capsys, argv)
+    assert rc == 0, err
+    for lock in data.rglob(".*.lock"):
+        lock.unlink()  # as if the data was copied to the shared file system without them
+    if subprocess.run(["mount", "--bind", str(data), str(data)], capture_output=True).returncode == 0:
+        try:
+            assert subprocess.run(["mount", "-o", "remount,ro,bind", str(data)], capture_output=True).returncode == 0
+            with pytest.raises(OSError) as e:  # really read-only
+                (data / "tok" / "x").write_text("x")
+            assert e.value.errno == errno.EROFS
+            rc, err = _run(capsys, argv)
+            assert rc == 0, err
+        finally:
+            _umount(data)
+    elif os.geteuid() != 0:
+        (data / "tok").chmod(0o555)
+        try:
+            assert _run(capsys, argv)[0] == 0
+        finally:
+            (data / "tok").chmod(0o755)
+    else:
+        pytest.skip("root without CAP_SYS_ADMIN: cannot make a read-only directory")

@@ -235,6 +235,8 @@ class Runner:
         merge_only: bool = False,
         overwrite: bool = False,
     ) -> Result:
+        if self.status(job)[0] == "done" and not work_dir(job.prefix).exists():
+            return Result(job, "done")  # nothing to write: no lock either (shared read-only data stays usable)
         with contextlib.ExitStack() as locks:
             if num_shards is not None and not merge_only:  # array tasks share the prefix, one each per shard
                 locks.enter_context(output_lock(job.prefix, what=str(job.prefix), shared=True))
