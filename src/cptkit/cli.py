@@ -4,7 +4,8 @@ Each stage lives in `cptkit.<stage>.cli` and exposes `register(subparsers)`, whi
 `func` on them. Stage CLI modules import only argparse-level code at import time; torch and megatron-core are
 imported inside the handlers, so `cptkit --help`, `cptkit mix` and `cptkit launch` work on a login node instantly.
 
-User mistakes raise `cptkit.errors.UserError`: printed as one line, exit code 2, no traceback.
+User mistakes raise `cptkit.errors.UserError`: printed as one line, exit code 2, no traceback. So do OS errors
+(a read-only or full disk, a path through a file, a missing directory): one line naming the path, exit code 2.
 """
 
 from __future__ import annotations
@@ -64,9 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"cptkit {args.command}: error: {e.one_line()}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"cptkit {args.command}: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"cptkit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_line(e: OSError) -> str:
+    """`PATH: what went wrong` from an OSError (its strerror, or its text when it carries no errno)."""
+    what = e.strerror or str(e) or type(e).__name__
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return " ".join(f"{': '.join(paths) + ': ' if paths else ''}{what}".split())
 
 
 if __name__ == "__main__":

@@ -63,6 +63,13 @@ def init_distributed(backend: str | None = None, timeout_minutes: int = 30) -> D
             torch.distributed.get_backend(),
         )
     rank, local_rank, world = rank_info_from_env()
+    from cptkit.util.children import die_with_parent, forks_die_with_this_process
+
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        # torchrun starts ranks in sessions of their own: a `kill -9` of torchrun would leave them training (or
+        # hanging in a collective) with nobody to stop them. Die with it.
+        die_with_parent()
+    forks_die_with_this_process()  # DataLoader workers and any other fork of a rank die with it
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "gloo" and not torch.cuda.is_available():

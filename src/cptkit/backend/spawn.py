@@ -5,6 +5,8 @@
 `fn` must be importable (a module-level function). Each process gets RANK/WORLD_SIZE/MASTER_* set, the CPU backend
 enabled and torch.distributed initialised (gloo) before `fn` runs; `fn` sets up megatron's parallel groups itself
 (`cptkit.backend.dist.initialize_model_parallel`). A rank that raises fails the whole call with its traceback.
+Ranks die with the caller (`cptkit.util.children.die_with_parent`): a `kill -9` of the caller leaves no gloo rank
+waiting for its peers.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 from cptkit.backend.dist import free_port
+from cptkit.util.children import die_with_parent
 
 
-def _worker(fn, rank: int, world_size: int, port: int, threads: int, args: tuple, results) -> None:
+def _worker(fn, rank: int, world_size: int, port: int, threads: int, args: tuple, results, parent: int) -> None:
+    die_with_parent(parent)
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -50,7 +54,7 @@ def run_spawned(fn: Callable[..., Any], world_size: int, *args: Any, timeout_s: 
     results = ctx.Queue()
     port = free_port()
     procs = [
-        ctx.Process(target=_worker, args=(fn, r, world_size, port, threads, args, results), daemon=False)
+        ctx.Process(target=_worker, args=(fn, r, world_size, port, threads, args, results, os.getpid()), daemon=False)
         for r in range(world_size)
     ]
     for p in procs:

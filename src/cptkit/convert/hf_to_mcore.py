@@ -3,8 +3,10 @@
 Everything is checked first (`open_hf_model`): architecture, config against weights, shards, TP divisibility. Then
 each chunk of each megatron-core tensor — cut as a TP=`tp` trainer would save it — is made from the HF rows it needs
 only when the checkpoint writer reaches it, so memory holds one chunk (the largest is a TP slice of the embedding).
-The output is written under a temporary sibling name and renamed into place when complete, so a crash never leaves
-something that looks like a checkpoint.
+The output is written under a temporary sibling name (`.OUT.partial-PID`) and renamed into place when complete, so
+a crash never leaves something that looks like a checkpoint. The writer holds `.OUT.lock` (`cptkit.util.lock`): a
+second conversion into the same OUT stops at once, and the next run removes the partial directories of writers that
+died (killed, pre-empted) before it starts.
 
 On CPU:  cptkit convert hf-to-mcore ./Llama-3.1-8B ./ckpt/llama31-8b-mcore --tp 2
 """
@@ -32,6 +34,31 @@ ASSETS_DIR = "hf_assets"
 
 def partial_dir(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+
+
+def remove_stale_partials(out_dir: Path, log=print) -> list[Path]:
+    """Remove `.OUT.partial-PID` directories of dead writers. Call while holding `output_lock(out_dir)`: then no
+    other hf-to-mcore is writing OUT. A PID alive on this host is left alone (another tool's writer there)."""
+    removed = []
+    for p in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        pid = p.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists():
+            removed.append(p)
+            log(f"removed {p} (left by a conversion that did not finish)")
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
 
 
 def check_output_dir(out_dir: Path) -> None:
@@ -127,22 +154,26 @@ def convert_hf_to_mcore(
     if dry_run:
         return {"dry_run": True, "model_config": model.cfg}
 
+    from cptkit.util.lock import output_lock
+
     t0 = time.perf_counter()
-    tmp = partial_dir(out_dir)
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        assets = tmp / ASSETS_DIR
-        assets.mkdir()
-        for p in asset_files(model.dir):
-            shutil.copy2(p, assets / p.name)
-        lazy, objects = lazy_chunks(model, tp, dtype)
-        save_lazy(tmp, lazy, objects)
-        model.cfg.save(tmp)  # last: a directory with cptkit_model.json is a complete checkpoint
-        finish_output_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with output_lock(out_dir, what=str(out_dir)):
+        remove_stale_partials(out_dir, log)
+        check_output_dir(out_dir)  # again, under the lock: another run may have finished it meanwhile
+        tmp = partial_dir(out_dir)
+        try:
+            tmp.mkdir(parents=True)
+            assets = tmp / ASSETS_DIR
+            assets.mkdir()
+            for p in asset_files(model.dir):
+                shutil.copy2(p, assets / p.name)
+            lazy, objects = lazy_chunks(model, tp, dtype)
+            save_lazy(tmp, lazy, objects)
+            model.cfg.save(tmp)  # last: a directory with cptkit_model.json is a complete checkpoint
+            finish_output_dir(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     seconds = time.perf_counter() - t0
     log(f"wrote {out_dir} ({len(lazy)} chunks) in {seconds:.1f} s")
     return {"out_dir": str(out_dir), "chunks": len(lazy), "seconds": seconds, "model_config": model.cfg}

@@ -60,6 +60,21 @@ def register(subparsers) -> None:
         "fork's --tokenizer-type Llama3Tokenizer)",
     )
     tok.add_argument("--strict", action="store_true", help="a bad record is fatal (default: skipped and counted)")
+    tok.add_argument(
+        "--on-bad-file",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a truncated or corrupt input file (zstd frame, gzip member, parquet footer/page, Arrow stream): fail "
+        "names it and exits 2 (default); skip leaves the whole file out, listed in the manifest's damaged_inputs",
+    )
+    tok.add_argument(
+        "--max-document-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="skip and count (document_too_large) a document whose text is over N bytes of UTF-8, without holding "
+        "it in memory (default: 10000000, 10 MB)",
+    )
     run = p.add_argument_group("run")
     run.add_argument(
         "--workers", type=int, default=_cores(), help=f"parallel tokenizers (default: {_cores()}, the cores available)"
@@ -217,6 +232,8 @@ def handle(args) -> int:
             prepend_bos=settings.bos,
             strict=args.strict,
             chunk_bytes=args.chunk_bytes,
+            on_bad_file=args.on_bad_file,
+            **({} if args.max_document_bytes is None else {"max_document_bytes": args.max_document_bytes}),
         )
         with Runner(options, workers=args.workers, worker_kind=args.worker_kind, progress=args.progress) as runner:
             if args.dry_run:

@@ -1,7 +1,8 @@
 """Finishing a prefix: check every chunk is done, merge the shards, write the manifest, remove the work directory.
 
 The manifest (`P.manifest.json`, written last: a prefix is complete exactly when it exists) records documents, tokens,
-skipped records per reason with file:line of the first few, each input file with size, sha256 and record count, the
+skipped records per reason with file:line of the first few, each input file with size, sha256, record count and
+skipped records per reason, the input files left out as truncated or corrupt (`damaged_inputs`), the
 tokenizer file and its sha256, the options, the cptkit version, and the fingerprint a rerun compares to skip the prefix.
 """
 
@@ -29,6 +30,7 @@ class Totals:
     tokens: int
     skipped_by_reason: dict
     input_bytes: int
+    damaged_inputs: list  # files left out whole as truncated/corrupt (--on-bad-file skip)
 
 
 def work_dir(prefix: Path) -> Path:
@@ -52,7 +54,9 @@ def finalize(job, files, fp: str, wdir: Path, tok, tokenizer_spec: str, options:
     shards: list[Path] = []
     stats: list[dict] = []
     missing_chunks = 0
+    per_file_skipped: list[dict[str, int]] = []
     for f_idx, rec in enumerate(file_records):
+        per_file_skipped.append({})
         for c in range(rec["chunks"]):
             shard = wdir / "chunks" / f"{f_idx:05d}-{c:06d}"
             s = shard_stats(shard)
@@ -61,6 +65,8 @@ def finalize(job, files, fp: str, wdir: Path, tok, tokenizer_spec: str, options:
             else:
                 shards.append(shard)
                 stats.append(s)
+                for reason, n in s["skipped"].items():
+                    per_file_skipped[f_idx][reason] = per_file_skipped[f_idx].get(reason, 0) + n
     if missing_files or missing_chunks:
         raise UserError(
             f"cannot merge: {len(missing_files)} input file(s) not read to the end and {missing_chunks} chunk(s) "
@@ -82,10 +88,17 @@ def finalize(job, files, fp: str, wdir: Path, tok, tokenizer_spec: str, options:
     tokens = sum(s["tokens"] for s in stats)
     if written == 0:
         raise UserError("no document could be tokenized (all records were skipped)", file=job.where, field=job.name)
+    damaged = [{"path": r["path"], **r["damaged"]} for r in file_records if "damaged" in r]
     mpath = manifest_path(job.prefix)
     mpath.unlink(missing_ok=True)  # --overwrite: the old manifest must not vouch for the new files
     try:
         merge_shards(shards, job.prefix, dtype, written, [s.get("crc32") for s in stats])
+    except OSError as e:  # a full disk while merging: free the partial output, name it (write() names no file)
+        for suffix in (".bin.tmp", ".idx.tmp"):
+            job.prefix.with_name(job.prefix.name + suffix).unlink(missing_ok=True)
+        if e.filename is None:
+            e.filename = f"{job.prefix}.{{bin,idx}}"
+        raise
     except DamagedShards as e:
         for shard in e.shards:  # the next run redoes exactly these chunks
             shard.with_name(shard.name + ".json").unlink(missing_ok=True)
@@ -107,6 +120,7 @@ def finalize(job, files, fp: str, wdir: Path, tok, tokenizer_spec: str, options:
         "documents_skipped": skipped,
         "skipped": dict(sorted(by_reason.items())),
         "skipped_examples": examples,
+        "damaged_inputs": damaged,
         "tokenizer": {"spec": tokenizer_spec, **tok.describe()},
         "options": options,
         "inputs": [
@@ -116,14 +130,16 @@ def finalize(job, files, fp: str, wdir: Path, tok, tokenizer_spec: str, options:
                 "size_bytes": r["size_bytes"],
                 "sha256": r["sha256"],
                 "records": r["records"],
+                "skipped": dict(sorted(per_file_skipped[i].items())),
+                **({"damaged": r["damaged"]} if "damaged" in r else {}),
             }
-            for r in file_records
+            for i, r in enumerate(file_records)
         ],
         "fingerprint": fp,
     }
     write_json(mpath, manifest)  # atomic_open gives it the umask mode, as readable as the .bin/.idx
     shutil.rmtree(wdir, ignore_errors=True)
-    return Totals(written, skipped, tokens, by_reason, sum(r["size_bytes"] for r in file_records))
+    return Totals(written, skipped, tokens, by_reason, sum(r["size_bytes"] for r in file_records), damaged)
 
 
 def read_json(path: Path) -> dict:

@@ -20,10 +20,16 @@ or on how often the run was interrupted.
 Scale-out: with `num_shards=n, shard_index=i`, node i tokenizes the chunks with (prefix position + file + chunk) % n
 == i and stops; `merge_only=True` (run once, after all nodes) merges. Every node reads every input (decompressing is
 ~50× cheaper than tokenizing) but tokenizes only its own chunks.
+
+One writer per prefix: a run (or `--merge`) holds an exclusive `flock` on `.P.lock` beside the prefix, array tasks
+of a scale-out a shared one plus an exclusive one per shard index; a second run on the same prefix stops at once with
+"another run holds P" (`cptkit.util.lock`). A truncated or corrupt input file stops the run (`DamagedInput`), or with
+`on_bad_file="skip"` is left out whole and listed in the manifest; its chunks already tokenized are not merged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -39,16 +45,20 @@ from pathlib import Path
 from cptkit.errors import UserError
 from cptkit.tokenize.finalize import MANIFEST_FORMAT, finalize, manifest_path, read_json, shard_stats, work_dir
 from cptkit.tokenize.indexed import dtype_for_vocab
-from cptkit.tokenize.readers import ChunkScanner, InputFile, expand_inputs
+from cptkit.tokenize.integrity import DamagedInput
+from cptkit.tokenize.readers import MAX_DOCUMENT_BYTES, ChunkScanner, InputFile, expand_inputs
 from cptkit.tokenize.tokenizers import Tokenizer, load_tokenizer
 from cptkit.tokenize.worker import WorkerOptions, init_worker, process_chunk
 from cptkit.util.atomic import write_json
+from cptkit.util.children import die_with_parent
+from cptkit.util.lock import output_lock
 
 # Chunk size when not given: about 256 chunks per prefix, within [1 MiB, 64 MiB]. It depends only on the input
 # sizes, never on the worker count, so every node of a scale-out and every rerun cuts the same chunks.
 MIN_AUTO_CHUNK_BYTES, MAX_AUTO_CHUNK_BYTES, AUTO_CHUNKS = 1 << 20, 64 << 20, 256
 MAX_THREAD_WORKERS = 8  # "auto": threads up to this many workers, processes beyond (the GIL-held part is ~6%)
 WORKER_KINDS = ("auto", "thread", "process")
+ON_BAD_FILE = ("fail", "skip")  # a truncated or corrupt input file: stop the run, or leave the file out and list it
 
 
 def auto_chunk_bytes(files: list[InputFile]) -> int:
@@ -67,6 +77,8 @@ class Options:
     prepend_bos: bool = False
     strict: bool = False
     chunk_bytes: int | None = None  # input bytes per chunk; None: auto_chunk_bytes(inputs)
+    on_bad_file: str = "fail"  # ON_BAD_FILE
+    max_document_bytes: int = MAX_DOCUMENT_BYTES  # a longer text (UTF-8 bytes) is skipped as document_too_large
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,7 @@ class Result:
     input_bytes: int = 0
     seconds: float = 0.0
     skipped_by_reason: dict = field(default_factory=dict)
+    damaged_inputs: list = field(default_factory=list)  # [{"path", "kind", "error"}] left out (on_bad_file="skip")
 
 
 def _fingerprint(files: list[InputFile], job: Job, tok: Tokenizer, options: Options) -> str:
@@ -102,6 +115,11 @@ def _fingerprint(files: list[InputFile], job: Job, tok: Tokenizer, options: Opti
         "chunk_bytes": options.chunk_bytes or auto_chunk_bytes(files),
         "inputs": [f.identity() for f in files],
     }
+    # Only when not the default, so prefixes tokenized before these settings existed stay "done".
+    if options.on_bad_file != "fail":
+        ident["on_bad_file"] = options.on_bad_file
+    if options.max_document_bytes != MAX_DOCUMENT_BYTES:
+        ident["max_document_bytes"] = options.max_document_bytes
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
@@ -126,6 +144,10 @@ class Runner:
     ):
         if worker_kind not in WORKER_KINDS:
             raise UserError(f"--worker-kind must be one of {', '.join(WORKER_KINDS)}, got {worker_kind!r}")
+        if options.on_bad_file not in ON_BAD_FILE:
+            raise UserError(f"--on-bad-file must be one of {', '.join(ON_BAD_FILE)}, got {options.on_bad_file!r}")
+        if options.max_document_bytes < 1:
+            raise UserError(f"--max-document-bytes must be >= 1, got {options.max_document_bytes}")
         self.options = options
         self.workers = max(1, workers)
         if worker_kind == "auto":
@@ -162,6 +184,7 @@ class Runner:
                 prepend_bos=self.options.prepend_bos,
                 strict=self.options.strict,
                 dtype=self.dtype,
+                max_document_bytes=self.options.max_document_bytes,
             )
             # This process's tokenizer serves the in-process worker, or is inherited by forked workers.
             init_worker(wopts, self.tok)
@@ -174,12 +197,15 @@ class Runner:
                 # Llama-3's tokenizer.json). Safe: this process never ran the tokenizer's thread pool
                 # (init_worker disabled it) and the workers are forked before any other thread exists (the
                 # caller creates the pool before the progress bar); Python 3.11 forks them all at the first submit.
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+                # die_with_parent: a `kill -9` of this process must not leave workers blocked on the call queue.
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("fork"), initializer=die_with_parent
+                )
                 self._pool.submit(os.getpid).result()
             else:  # no fork (macOS, Windows): fresh interpreters that load the tokenizer themselves
                 ctx = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=ctx, initializer=init_worker, initargs=(wopts,)
+                    self.workers, mp_context=ctx, initializer=_init_spawned, initargs=(wopts,)
                 )
         return self._pool
 
@@ -209,6 +235,21 @@ class Runner:
         merge_only: bool = False,
         overwrite: bool = False,
     ) -> Result:
+        if self.status(job)[0] == "done" and not work_dir(job.prefix).exists():
+            return Result(job, "done")  # nothing to write: no lock either (shared read-only data stays usable)
+        with contextlib.ExitStack() as locks:
+            if num_shards is not None and not merge_only:  # array tasks share the prefix, one each per shard
+                locks.enter_context(output_lock(job.prefix, what=str(job.prefix), shared=True))
+                shard = job.prefix.with_name(f"{job.prefix.name}.shard-{shard_index}-of-{num_shards}")
+                hint = "; each array task of a scale-out needs its own --shard-index"
+                locks.enter_context(
+                    output_lock(shard, what=f"{job.prefix} shard {shard_index}/{num_shards}", hint=hint)
+                )
+            else:
+                locks.enter_context(output_lock(job.prefix, what=str(job.prefix)))
+            return self._run(job, shard_index, num_shards, merge_only, overwrite)
+
+    def _run(self, job: Job, shard_index, num_shards, merge_only: bool, overwrite: bool) -> Result:
         start = time.monotonic()
         state, files, fp = self.status(job)
         wdir = work_dir(job.prefix)
@@ -274,36 +315,52 @@ class Runner:
         try:
             base = 0
             for f_idx, file in enumerate(files):
-                scanner = ChunkScanner(file, job.text_field, chunk_bytes)
-                for chunk in scanner:
-                    if num_shards is not None and (job.position + f_idx + chunk.index) % num_shards != shard_index:
-                        account(_EMPTY, base + chunk.raw_end)
-                        continue
-                    shard = wdir / "chunks" / f"{f_idx:05d}-{chunk.index:06d}"
-                    done = shard_stats(shard)
-                    if done is not None:
-                        account(done, base + chunk.raw_end)
-                        continue
-                    fut = self.pool().submit(
-                        process_chunk,
-                        str(shard),
-                        file.path,
-                        chunk.first_record,
-                        chunk.kind,
-                        chunk.payload,
-                        job.text_field,
-                    )
-                    pending[fut] = base + chunk.raw_end
-                    if len(pending) >= 2 * self.workers:
-                        # Whichever finished first, not the oldest: a long chunk must not leave the other workers
-                        # idle behind it (head-of-line blocking).
-                        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            account(fut.result(), pending.pop(fut))
+                scanner = ChunkScanner(file, job.text_field, chunk_bytes, self.options.max_document_bytes)
+                record = None
+                try:
+                    for chunk in scanner:
+                        if num_shards is not None and (job.position + f_idx + chunk.index) % num_shards != shard_index:
+                            account(_EMPTY, base + chunk.raw_end)
+                            continue
+                        shard = wdir / "chunks" / f"{f_idx:05d}-{chunk.index:06d}"
+                        done = shard_stats(shard)
+                        if done is not None:
+                            account(done, base + chunk.raw_end)
+                            continue
+                        fut = self.pool().submit(
+                            process_chunk,
+                            str(shard),
+                            file.path,
+                            chunk.first_record,
+                            chunk.kind,
+                            chunk.payload,
+                            job.text_field,
+                            chunk.oversized,
+                        )
+                        pending[fut] = base + chunk.raw_end
+                        if len(pending) >= 2 * self.workers:
+                            # Whichever finished first, not the oldest: a long chunk must not leave the other workers
+                            # idle behind it (head-of-line blocking).
+                            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                            for fut in finished:
+                                account(fut.result(), pending.pop(fut))
+                except DamagedInput as e:
+                    if self.options.on_bad_file == "fail":
+                        raise UserError(f"{e.one_line()} (--on-bad-file skip leaves damaged files out)") from None
+                    # Left out whole: no chunk of it is merged (chunks: 0), the manifest lists it.
+                    record = {**file.identity(), "chunks": 0, "records": 0, "sha256": None}
+                    record["damaged"] = {"kind": e.kind, "error": e.message}
+                    result.damaged_inputs.append({"path": file.path, "kind": e.kind, "error": e.message})
                 # The file's chunk list is final once it is read; its chunks may still be in flight (no bubble).
                 write_json(
                     wdir / "files" / f"{f_idx:05d}.json",
-                    {**file.identity(), "chunks": scanner.chunks, "records": scanner.records, "sha256": scanner.sha256},
+                    record
+                    or {
+                        **file.identity(),
+                        "chunks": scanner.chunks,
+                        "records": scanner.records,
+                        "sha256": scanner.sha256,
+                    },
                 )
                 base += file.size_bytes
             for fut in list(pending):
@@ -327,10 +384,16 @@ class Runner:
         totals = finalize(job, files, fp, wdir, self.tok, self.options.tokenizer, options, self.dtype)
         result.documents, result.skipped, result.tokens = totals.documents, totals.skipped, totals.tokens
         result.skipped_by_reason = totals.skipped_by_reason
+        result.damaged_inputs = totals.damaged_inputs
         result.input_bytes = totals.input_bytes
 
 
 _EMPTY = {"written": 0, "skipped": {}, "tokens": 0}
+
+
+def _init_spawned(wopts: WorkerOptions) -> None:
+    die_with_parent()
+    init_worker(wopts)
 
 
 class _InProcess:

@@ -29,7 +29,8 @@ def print_dry_run(runner, jobs, args, out) -> None:
     )
     print(
         f"options: append_eod={o.append_eod} (id {tok.eod_id}) prepend_bos={o.prepend_bos} "
-        f"split_special_tokens={o.split_special_tokens} strict={o.strict} dtype={runner.dtype} "
+        f"split_special_tokens={o.split_special_tokens} strict={o.strict} on_bad_file={o.on_bad_file} "
+        f"max_document_bytes={o.max_document_bytes} dtype={runner.dtype} "
         f"workers={runner.workers} ({runner.worker_kind}) chunk_bytes={o.chunk_bytes or 'auto'}",
         file=out,
     )
@@ -75,3 +76,5 @@ def print_summary(results, out) -> None:
                 f"{r.job.name}: skipped {reasons} (file:line of the first ones in {r.job.prefix}.manifest.json)",
                 file=out,
             )
+        for d in r.damaged_inputs:
+            print(f"{r.job.name}: LEFT OUT {d['kind']} input {d['path']}: {d['error']}", file=out)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cptkit.errors import UserError
+from cptkit.tokenize.readers import MAX_DOCUMENT_BYTES
 from cptkit.util.atomic import atomic_open, write_json
 
 SKIP_REASONS = (
@@ -28,6 +29,7 @@ SKIP_REASONS = (
     "empty_text",
     "nul_byte",
     "blank_line",
+    "document_too_large",  # text over max_document_bytes (UTF-8); never held whole when far over (readers.py)
 )
 MAX_EXAMPLES = 10  # file:line of the first bad records, per shard and per manifest
 _ENCODE_BATCH_BYTES = (
@@ -44,6 +46,7 @@ class WorkerOptions:
     prepend_bos: bool
     strict: bool
     dtype: str
+    max_document_bytes: int = MAX_DOCUMENT_BYTES
 
 
 _state: dict = {}
@@ -64,11 +67,14 @@ def init_worker(options: WorkerOptions, tokenizer=None) -> None:
     )
 
 
-def _texts_of_lines(payload: bytes, field: str, skip):
+def _texts_of_lines(payload: bytes, field: str, skip, oversized: frozenset):
     lines = payload.split(b"\n")
     if payload.endswith(b"\n"):
         lines.pop()
     for offset, raw in enumerate(lines):
+        if offset in oversized:
+            skip("document_too_large", offset)
+            continue
         if not raw.strip():
             skip("blank_line", offset)
             continue
@@ -88,12 +94,20 @@ def _texts_of_lines(payload: bytes, field: str, skip):
         yield offset, obj.get(field)
 
 
-def _texts_of_values(values: list, skip):
-    yield from enumerate(values)
+def _texts_of_values(values: list, skip, oversized: frozenset):
+    for offset, value in enumerate(values):
+        if offset in oversized:
+            skip("document_too_large", offset)
+        else:
+            yield offset, value
 
 
-def process_chunk(shard: str, display_path: str, first_record: int, kind: str, payload, text_field: str) -> dict:
-    """Tokenize one chunk into `shard`.{bin,len,json}; returns the stats also written to the `.json`."""
+def process_chunk(
+    shard: str, display_path: str, first_record: int, kind: str, payload, text_field: str, oversized=()
+) -> dict:
+    """Tokenize one chunk into `shard`.{bin,len,json}; returns the stats also written to the `.json`.
+
+    `oversized`: offsets of records the reader dropped as over the document bound (counted, not tokenized)."""
     options: WorkerOptions = _state["options"]
     tok = _state["tokenizer"]
     dtype = np.dtype(options.dtype)
@@ -110,7 +124,12 @@ def process_chunk(shard: str, display_path: str, first_record: int, kind: str, p
         if len(stats["examples"]) < MAX_EXAMPLES:
             stats["examples"].append({"reason": reason, "where": where})
 
-    records = _texts_of_lines(payload, text_field, skip) if kind == "lines" else _texts_of_values(payload, skip)
+    dropped = frozenset(oversized)
+    records = (
+        _texts_of_lines(payload, text_field, skip, dropped)
+        if kind == "lines"
+        else _texts_of_values(payload, skip, dropped)
+    )
     prefix_ids = [tok.bos_id] if options.prepend_bos else []
     suffix_ids = [tok.eod_id] if options.append_eod else []
     n_records = payload.count(b"\n") + (0 if payload.endswith(b"\n") else 1) if kind == "lines" else len(payload)
@@ -162,6 +181,9 @@ def process_chunk(shard: str, display_path: str, first_record: int, kind: str, p
                     size = len(text.encode("utf-8"))
                 except UnicodeEncodeError:  # "\ud800" escapes decode to lone surrogates no tokenizer can take
                     skip("invalid_utf8", offset)
+                    continue
+                if size > options.max_document_bytes:
+                    skip("document_too_large", offset)
                     continue
                 batch.append(text)
                 batch_bytes += size

@@ -7,6 +7,9 @@ file system). A crash leaves either the old file or the new one, plus at worst a
 `durable=False` skips the fsyncs, for scratch files whose content the caller verifies before use (the tokenizer's
 chunk shards carry a CRC checked at merge): a killed process still never leaves a partial file under the final name,
 only a machine crash can, and on Lustre/GPFS an fsync per small file costs more than the work it protects.
+
+An OSError while writing (a full disk: ENOSPC from write or fsync, which name no file) is given the final path as
+its `filename`, so the CLI's one-line error says which output could not be written.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, durable: bool = Tru
             if durable:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # write/fsync errors (ENOSPC, EIO) name no file
+            e.filename = str(path)
         raise
     if durable:
         fsync_dir(path.parent)
