@@ -291,6 +291,12 @@ class CheckpointSection(_Section):
     fully_parallel_save: bool = Field(
         True, description="Spread the save work over data-parallel ranks (megatron-core's fully parallel save)."
     )
+    resume_from: PositiveInt | None = Field(
+        None,
+        description="Resume from this saved iteration instead of the latest pointer (`cptkit train --resume-from "
+        "ITER`), e.g. the newest intact checkpoint before a damaged one. Applied once: a requeued job whose latest "
+        "checkpoint continues from it resumes from the pointer.",
+    )
 
 
 class EvalSection(_Section):

@@ -181,8 +181,13 @@ def build_train_state(recipe, cfg: ModelConfig, plan) -> TrainState:
     return TrainState(model=model, ddp=ddp, optimizer=optimizer, scheduler=scheduler, tconfig=tconfig)
 
 
-def check_schedule_unchanged(recipe, saved: dict[str, Any], scheduler, file: str) -> None:
-    """Refuse, with the key to change, to resume under a different LR/WD schedule (unless override_on_resume)."""
+def check_schedule_unchanged(
+    recipe, saved: dict[str, Any], scheduler, file: str, *, steps_in_samples_kept: bool = False
+) -> None:
+    """Refuse, with the key to change, to resume under a different LR/WD schedule (unless override_on_resume).
+
+    `steps_in_samples_kept`: the global batch size changed and the checkpoint's sample-counted warmup/decay are kept
+    (megatron-core's use_checkpoint_opt_param_scheduler), so only the values, not the step counts, must match."""
     if recipe.schedule.override_on_resume or not saved:
         return
     current = scheduler.state_dict()
@@ -196,6 +201,19 @@ def check_schedule_unchanged(recipe, saved: dict[str, Any], scheduler, file: str
     }
     if recipe.schedule.lr_decay_iters is None:  # the decay follows the run's length
         names["lr_decay_steps"] = "training.train_iters"
+        gbs = recipe.training.global_batch_size
+        old, new = saved.get("lr_decay_steps"), current.get("lr_decay_steps")
+        if old is not None and old != new and not steps_in_samples_kept and old % gbs == 0:
+            raise UserError(
+                f"the LR decay follows the run's length (schedule.lr_decay_iters unset) and the checkpoint decays over "
+                f"{old // gbs} iterations, this recipe over {new // gbs}: set schedule.lr_decay_iters={old // gbs} to "
+                "keep the checkpoint's decay while training longer, or schedule.override_on_resume=true to stretch it",
+                file=recipe.file_of("training.train_iters") or file,
+                field="training.train_iters",
+            )
+    if steps_in_samples_kept:
+        for key in ("lr_warmup_steps", "lr_decay_steps"):
+            names.pop(key)
     for key, recipe_key in names.items():
         if key in saved and saved[key] != current.get(key):
             raise UserError(
