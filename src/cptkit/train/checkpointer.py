@@ -74,6 +74,17 @@ def _broadcast(obj: Any) -> Any:
     return box[0]
 
 
+def accountable(ckpt_dir: Path, written: set[int], resumed_from: int | None) -> set[int]:
+    """What retention may delete: this life's saves, and the resume point and older ones that carry a manifest
+    (saved by cptkit). Never a foreign `iter_*` folder, never a newer one this life did not write."""
+    out = set(written)
+    if resumed_from is not None:
+        for i in list_iterations(ckpt_dir):
+            if i <= resumed_from and (Path(ckpt_dir) / iter_dir_name(i) / MANIFEST).is_file():
+                out.add(i)
+    return out
+
+
 class Checkpointer:
     """Owns the run's checkpoint directory for one life of the run (every rank builds one)."""
 
@@ -130,13 +141,7 @@ class Checkpointer:
         return bool(self.interval and iteration % self.interval == 0) or iteration == last
 
     def deletable(self) -> set[int]:
-        """What retention may delete: this life's saves, and the resume point and older ones with a manifest."""
-        out = set(self.written)
-        if self.resumed_from is not None:
-            for i in list_iterations(self.dir):
-                if i <= self.resumed_from and (self.dir / iter_dir_name(i) / MANIFEST).is_file():
-                    out.add(i)
-        return out
+        return accountable(self.dir, self.written, self.resumed_from)
 
     # -- saving --------------------------------------------------------------------------------------------------
     def save(self, iteration: int, state, record: dict[str, Any]) -> Path:
@@ -199,10 +204,15 @@ class Checkpointer:
         write_text(self.dir / ckpt.LATEST, f"{iteration}\n")
 
     # -- loading -------------------------------------------------------------------------------------------------
-    def resume(self, point, state, *, gbs_changed: bool = False) -> tuple[int, int, bool]:
+    def resume(self, point, state, *, keep_schedule: bool = False) -> tuple[int, int, bool]:
         """Load the verified resume checkpoint into `state`: (iteration, consumed samples, RNG restored)."""
-        if gbs_changed:  # steps are samples: keep the checkpoint's schedule (megatron's use_checkpoint_...)
+        if keep_schedule:  # steps are samples: keep the checkpoint's schedule (megatron's use_checkpoint_...)
             state.scheduler.use_checkpoint_opt_param_scheduler = True
+        saved = point.saved.get("opt_param_scheduler", {})
+        if state.scheduler.wd_incr_style == "constant" and "wd_incr_steps" in saved:
+            # A constant weight decay ignores its step count (train_iters x GBS), which megatron-core still insists on
+            # matching: a longer run would fail its assertion for a value that changes nothing.
+            state.scheduler.wd_incr_steps = saved["wd_incr_steps"]
         got = ckpt.load_checkpoint(
             point.directory,
             model=state.model,

@@ -71,7 +71,9 @@ class Prepared:
     cfg: Any  # ModelConfig
     blend: Any  # ResolvedBlend
     point: Any  # ResumePoint | None
-    gbs_note: str | None
+    keep_schedule: bool = False  # resume with the checkpoint's sample-counted LR schedule
+    notes: tuple[str, ...] = ()
+    tokenizer_sha256: str | None = None
 
 
 def completed_at(run_dir: Path) -> int | None:
@@ -110,7 +112,7 @@ def train(recipe) -> int:
 def _prepare(recipe, plan) -> Prepared:
     from cptkit.mix.resolve import resolve_file
     from cptkit.train.data import check_split
-    from cptkit.train.resume import check_compatible, find_resume_point
+    from cptkit.train.resume import check_compatible, find_resume_point, tokenizer_sha256
     from cptkit.train.setup import check_cpu_settings, model_config_for
 
     check_cpu_settings(recipe)
@@ -118,8 +120,11 @@ def _prepare(recipe, plan) -> Prepared:
     blend = resolve_file(recipe.data.mixture)
     check_split(recipe, blend)
     point = find_resume_point(recipe)
-    note = check_compatible(recipe, point.saved, blend, point.directory) if point and point.saved else None
-    return Prepared(plan, cfg, blend, point, note)
+    tok = tokenizer_sha256(blend)
+    if point is None or not point.saved:
+        return Prepared(plan, cfg, blend, point, tokenizer_sha256=tok)
+    keep, notes = check_compatible(recipe, point.saved, blend, point.directory, plan.train_iters)
+    return Prepared(plan, cfg, blend, point, keep, tuple(notes), tok)
 
 
 class Trainer:
@@ -166,29 +171,29 @@ class Trainer:
             decoder_seq_length=t.seq_length,
         )
         self.nonfinite_streak = 0
+        self.tokenizer_sha256 = prep.tokenizer_sha256
 
     def _load(self, prep: Prepared) -> tuple[int, int]:
         from cptkit.train.setup import check_schedule_unchanged
 
         point, recipe = prep.point, self.recipe
         if point is not None:
-            gbs_changed = prep.gbs_note is not None
             check_schedule_unchanged(
                 recipe,
                 point.saved.get("opt_param_scheduler", {}),
                 self.state.scheduler,
                 str(point.directory),
-                steps_in_samples_kept=gbs_changed,
+                steps_in_samples_kept=prep.keep_schedule,
             )
-            iteration, consumed, rng = self.checkpointer.resume(point, self.state, gbs_changed=gbs_changed)
+            iteration, consumed, rng = self.checkpointer.resume(point, self.state, keep_schedule=prep.keep_schedule)
             if self.rank0:
                 print(
                     f"resumed from {point.directory}: iteration {iteration}, {consumed:,} samples consumed", flush=True
                 )
                 if not rng:
                     print("note: the parallel layout changed since that checkpoint; RNG states start fresh", flush=True)
-                if prep.gbs_note:
-                    print(f"note: {prep.gbs_note}", flush=True)
+                for note in prep.notes:
+                    print(f"note: {note}", flush=True)
             return iteration, consumed
         if recipe.model.init_checkpoint:
             self.checkpointer.load_initial(recipe.model.init_checkpoint, self.state)
@@ -321,6 +326,7 @@ class Trainer:
                 "file": b.mixture_file,
                 "fingerprint": b.fingerprint,
                 "tokenizer": b.tokenizer,
+                "tokenizer_sha256": self.tokenizer_sha256,
             },
         }
 

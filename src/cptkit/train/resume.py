@@ -10,7 +10,8 @@
 - What gives consumed samples their meaning must not change: sequence length, data split and seed (they define
   which sample index holds which tokens), the tokenizer, and the mixture (unless `data.allow_mixture_change`).
   A global-batch-size change is allowed: the data position is a sample count, carried over as megatron-core does,
-  and the LR schedule keeps the checkpoint's sample counts.
+  and the LR schedule keeps the checkpoint's sample counts. A finished run whose train_iters is raised continues
+  (after its finished decay, unless the schedule is re-planned with schedule.override_on_resume).
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def find_resume_point(recipe) -> ResumePoint | None:
                 field="checkpoint.resume_from",
             )
         target, told = wanted, True
+        newer = [i for i in iterations if i > wanted]
+        if newer:
+            print(
+                f"note: resuming from {iter_dir_name(wanted)} as told; the newer checkpoints {newer} are kept until "
+                "this run saves the same iteration again (retention never deletes them)",
+                flush=True,
+            )
     elif pointer is None:
         if iterations:
             raise UserError(
@@ -115,14 +123,31 @@ def damaged_error(point: ResumePoint, older: int | None) -> CheckpointDamaged:
     )
 
 
-def check_compatible(recipe, saved: dict[str, Any], blend, resume_dir: Path) -> str | None:
-    """Refuse a resume that changes what the consumed samples mean. Returns a note for a (handled) GBS change."""
+def tokenizer_sha256(blend) -> str | None:
+    """sha256 of the mixture's tokenizer file (what `cptkit tokenize` records in every manifest), None if it cannot
+    be found here (then only the mixture fingerprint guards the data)."""
+    from cptkit.tokenize.tokenizers import ALIASES, resolve_tokenizer_file, sha256_file
+
+    spec = blend.tokenizer
+    if spec not in ALIASES and not Path(spec).expanduser().is_absolute() and blend.mixture_file:
+        spec = str(Path(blend.mixture_file).parent / spec)
+    try:
+        return sha256_file(resolve_tokenizer_file(spec))
+    except (UserError, OSError):
+        return None
+
+
+def check_compatible(recipe, saved: dict[str, Any], blend, resume_dir: Path, plan_iters: int) -> tuple[bool, list[str]]:
+    """Refuse a resume that changes what the consumed samples mean. Returns (keep the checkpoint's LR schedule,
+    notes) for the changes that are handled: a new global batch size, more iterations for a finished run."""
     t = recipe.training
     mixture = saved.get("mixture", {})
-    if mixture.get("tokenizer") not in (None, blend.tokenizer):
+    old_tok, new_tok = mixture.get("tokenizer_sha256"), tokenizer_sha256(blend)
+    if old_tok and new_tok and old_tok != new_tok:
         raise UserError(
-            f"the checkpoint trained on data tokenized with {mixture['tokenizer']!r}, the mixture uses "
-            f"{blend.tokenizer!r}: the same token ids would mean different text; start a new run_dir",
+            f"the checkpoint trained on data tokenized with {mixture.get('tokenizer')!r} (sha256 {old_tok[:12]}), the "
+            f"mixture's tokenizer {blend.tokenizer!r} is another one (sha256 {new_tok[:12]}): the same token ids "
+            "would mean different text; start a new run_dir",
             file=recipe.file_of("data.mixture"),
             field="data.mixture",
         )
@@ -154,14 +179,34 @@ def check_compatible(recipe, saved: dict[str, Any], blend, resume_dir: Path) -> 
                 file=recipe.file_of(key) or recipe.source_file,
                 field=key,
             )
+    return _schedule_notes(recipe, saved, plan_iters)
+
+
+def _schedule_notes(recipe, saved: dict[str, Any], plan_iters: int) -> tuple[bool, list[str]]:
+    """(keep the checkpoint's sample-counted LR schedule, notes to print) for the two changes that are allowed."""
+    t, notes, keep = recipe.training, [], False
     old_gbs = saved.get("global_batch_size")
     if old_gbs is not None and old_gbs != t.global_batch_size:
-        return (
+        keep = True
+        notes.append(
             f"global batch size {old_gbs} -> {t.global_batch_size} at iteration {saved['iteration']}: the "
             f"{saved['consumed_samples']:,} consumed samples carry over (the data continues where it stopped) and "
             "the LR schedule keeps the checkpoint's sample counts, as megatron-core does"
         )
-    return None
+    finished = saved.get("train_iters") is not None and saved["iteration"] >= saved["train_iters"]
+    if finished and plan_iters > saved["iteration"]:
+        follows = recipe.schedule.lr_decay_iters is None and not recipe.schedule.override_on_resume
+        keep = keep or follows
+        notes.append(
+            f"the run finished at iteration {saved['iteration']}; training.train_iters is now {plan_iters}: "
+            + (
+                "continuing after the finished LR decay (the LR stays at optimizer.min_lr; "
+                "schedule.override_on_resume=true re-plans the decay over the new length instead)"
+                if follows
+                else "continuing on the recipe's schedule"
+            )
+        )
+    return keep, notes
 
 
 __all__ = ["MANIFEST", "ResumePoint", "check_compatible", "damaged_error", "find_resume_point"]

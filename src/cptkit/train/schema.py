@@ -72,7 +72,12 @@ class DataSection(_Section):
     reset_attention_mask: bool = Field(
         False, description="Mask attention across documents (builds an explicit attention mask: slower, more memory)."
     )
-    eod_mask_loss: bool = Field(False, description="Do not train on predicting end-of-document tokens.")
+    eod_mask_loss: bool = Field(
+        False,
+        description="Zero the loss at positions whose input is the end-of-document token, i.e. do not train on "
+        "predicting the first token of the next document from the EOD (megatron-core's GPTDataset mask). "
+        "Predicting the end-of-document token itself is still trained.",
+    )
     eod_token_id: int | None = Field(
         None,
         ge=0,

@@ -186,7 +186,7 @@ def check_schedule_unchanged(
 ) -> None:
     """Refuse, with the key to change, to resume under a different LR/WD schedule (unless override_on_resume).
 
-    `steps_in_samples_kept`: the global batch size changed and the checkpoint's sample-counted warmup/decay are kept
+    `steps_in_samples_kept`: the global batch size changed (or a finished run goes on) and the checkpoint's sample-counted warmup/decay are kept
     (megatron-core's use_checkpoint_opt_param_scheduler), so only the values, not the step counts, must match."""
     if recipe.schedule.override_on_resume or not saved:
         return
