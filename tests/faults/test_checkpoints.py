@@ -116,13 +116,14 @@ def test_corrupted_distcp_is_detected_by_resume_status_convert_and_fallback_need
         convert(Target(name="x", output=tmp_path / "ev", hf_dir=None, iteration=6, checkpoint=ckpts / "iter_0000006"))
 
     # Told to, the run continues from the newest intact checkpoint; the damaged one is replaced when 6 is re-saved.
-    longer = ("training.train_iters=8", "schedule.lr_decay_iters=6")  # the decay the checkpoints were saved with
+    longer = ("training.train_iters=8", "schedule.lr_decay_iters=6", "checkpoint.interval_iters=2")
     rc, out, err = cptkit("train", recipe, *longer, "--resume-from", "4")
     assert rc == 0, err[-3000:]
     assert f"resumed from {ckpts / 'iter_0000004'}" in out
     assert (ckpts / "latest_checkpointed_iteration.txt").read_text().strip() == "8"
     rc, out, _ = cptkit("status", run, "--verify")
-    assert rc == 0 and "DAMAGED" not in out, out
+    assert rc == 0 and "DAMAGED" not in out, out  # 6 was saved again (keep_last 2 then removed 2 and 4)
+    assert sorted(p.name for p in ckpts.glob("iter_*")) == ["iter_0000006", "iter_0000008"]
     # A requeued job with the same flag does not go back to 4 again: the chain continues from the pointer.
     rc, out, err = cptkit("train", recipe, "training.train_iters=10", "schedule.lr_decay_iters=6", "--resume-from", "4")
     assert rc == 0 and "was applied by an earlier job" in out, err[-2000:]
@@ -149,7 +150,8 @@ def test_export_refuses_non_finite_weights(tmp_path):
     assert not (tmp_path / "out_bad").exists() and not list(tmp_path.glob(".out_bad.partial-*"))
     rc, _, err = cptkit("convert", "mcore-to-hf", tmp_path / "hf_mc", tmp_path / "out", "--no-verify")
     assert rc == 0, err
-    assert torch.isfinite(load_file(tmp_path / "out" / "model.safetensors")["model.embed_tokens.weight"]).all()
+    (shard,) = (tmp_path / "out").glob("model*.safetensors")
+    assert torch.isfinite(load_file(shard)["model.embed_tokens.weight"]).all()
 
 
 def test_convert_verify_works_on_training_checkpoints_and_export_runs_it(saved_run, tmp_path):

@@ -30,17 +30,17 @@ def test_cpu_grad_norm_accumulates_in_float64():
 
 
 def _train_with_nan(rank, world, recipe, run_dir, nan_at):
-    from cptkit.train import loop
+    from cptkit.train import loop, step
     from cptkit.train.recipe import load_recipe
 
-    real, calls = loop._reduce_sums, []
+    real, calls = step.reduce_sums, []
 
     def reduce_sums(store):  # the loss of training iteration `nan_at` comes out non-finite
         calls.append(1)
         lm, z, n = real(store)
         return (float("nan"), z, n) if len(calls) == nan_at else (lm, z, n)
 
-    loop._reduce_sums = reduce_sums
+    step.reduce_sums = reduce_sums
     overrides = [f"run_dir={run_dir}", "training.train_iters=5", "checkpoint.interval_iters=null"]
     return loop.train(load_recipe(recipe, [*overrides, "eval.interval_iters=null"]))
 

@@ -35,11 +35,8 @@ from cptkit.model.integrity import (
     write_manifest,
 )
 from cptkit.train import checkpoint as ckpt
+from cptkit.train.step import device
 from cptkit.util.atomic import fsync_dir, write_json, write_text
-
-
-def _device():
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 class StopFlag:
@@ -57,7 +54,7 @@ class StopFlag:
         print(f"received {signal.Signals(signum).name}: saving a checkpoint after this iteration", flush=True)
 
     def agreed(self) -> bool:
-        flag = torch.tensor([1 if self.signum is not None else 0], dtype=torch.int32, device=_device())
+        flag = torch.tensor([1 if self.signum is not None else 0], dtype=torch.int32, device=device())
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
 

@@ -16,8 +16,6 @@ from pydantic import ValidationError
 from cptkit.errors import UserError
 from cptkit.model.config import ModelConfig
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
 
 @dataclass
 class TrainState:
@@ -82,57 +80,17 @@ def check_cpu_settings(recipe) -> None:
 
 def megatron_configs(recipe, cfg: ModelConfig):
     """megatron-core's TransformerConfig, DistributedDataParallelConfig and OptimizerConfig for the recipe (their own
-    validation runs here; no process group or GPU needed, so CI builds them for every shipped recipe)."""
+    validation runs here; no process group or GPU needed, so CI builds them for every shipped recipe). Which recipe
+    field fills which config field: the tables in `cptkit.model.mcore`."""
     from megatron.core.distributed import DistributedDataParallelConfig
     from megatron.core.optimizer import OptimizerConfig
-    from megatron.core.transformer.enums import AttnBackend
 
-    from cptkit.model.build import transformer_config
+    from cptkit.model.mcore import DDP_FIELDS, OPTIMIZER_FIELDS, mapped, precision_settings
 
-    t, o, p = recipe.training, recipe.optimizer, recipe.parallel
-    dtype = _DTYPES[t.precision]
-    overrides: dict[str, Any] = {"fp16": t.precision == "fp16"}
-    if t.attention_backend != "auto":
-        overrides["attention_backend"] = AttnBackend[t.attention_backend]
-    if t.activation_recompute == "selective":
-        overrides.update(recompute_granularity="selective")
-    elif t.activation_recompute == "full":
-        overrides.update(
-            recompute_granularity="full",
-            recompute_method=t.recompute_method,
-            recompute_num_layers=t.recompute_num_layers,
-        )
-    tconfig = transformer_config(
-        cfg,
-        tensor_model_parallel_size=p.tensor_model_parallel_size,
-        pipeline_model_parallel_size=p.pipeline_model_parallel_size,
-        context_parallel_size=p.context_parallel_size,
-        sequence_parallel=p.sequence_parallel,
-        params_dtype=dtype,
-        bf16=t.precision == "bf16",
-        init_method_std=recipe.model.init_method_std,
-        **overrides,
-    )
-    ddp_config = DistributedDataParallelConfig(
-        grad_reduce_in_fp32=t.grad_reduce_in_fp32,
-        overlap_grad_reduce=o.overlap_grad_reduce,
-        overlap_param_gather=o.overlap_param_gather,
-        use_distributed_optimizer=o.use_distributed_optimizer,
-    )
+    tconfig = cfg.to_mcore(recipe)
+    ddp_config = DistributedDataParallelConfig(**mapped(recipe, DDP_FIELDS))
     opt_config = OptimizerConfig(
-        optimizer="adam",
-        lr=o.lr,
-        min_lr=o.min_lr,
-        weight_decay=o.weight_decay,
-        adam_beta1=o.adam_beta1,
-        adam_beta2=o.adam_beta2,
-        adam_eps=o.adam_eps,
-        clip_grad=o.clip_grad,
-        bf16=t.precision == "bf16",
-        fp16=t.precision == "fp16",
-        params_dtype=dtype,
-        use_distributed_optimizer=o.use_distributed_optimizer,
-        overlap_param_gather=o.overlap_param_gather,
+        optimizer="adam", **mapped(recipe, OPTIMIZER_FIELDS), **precision_settings(recipe.training.precision)
     )
     return tconfig, ddp_config, opt_config
 
