@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from train_helpers import VOCAB, make_hf_llama, write_mixture, write_prefix, write_recipe
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]  # real training runs in subprocesses
 
 
 def cptkit(*args: str, timeout: float = 600) -> tuple[int, str, str]:

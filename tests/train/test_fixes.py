@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from train_helpers import write_recipe
 
@@ -50,6 +51,7 @@ def _metrics(run: Path) -> dict[int, dict]:
     return {r["iteration"]: r for r in map(json.loads, lines)}
 
 
+@pytest.mark.slow  # two short training runs
 def test_a_skipped_step_does_not_advance_the_lr_schedule(tiny_data, tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_data["mixture"], tmp_path / "unused")
     assert run_spawned(_train_with_nan, 1, recipe, tmp_path / "clean", 0) == [0]

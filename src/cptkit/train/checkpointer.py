@@ -126,7 +126,7 @@ class Checkpointer:
                 i
                 for i in reversed(list_iterations(self.dir))
                 if i < point.iteration
-                and read_manifest(self.dir / iter_dir_name(i)) is not None
+                and (self.dir / iter_dir_name(i) / MANIFEST).is_file()
                 and self.damage(self.dir / iter_dir_name(i)) is None
             ),
             None,

@@ -206,6 +206,11 @@ def _schedule_notes(recipe, saved: dict[str, Any], plan_iters: int) -> tuple[boo
                 else "continuing on the recipe's schedule"
             )
         )
+    if notes:
+        notes.append(
+            "the sample index is rebuilt for the new number of samples: megatron-core keeps the order of the consumed "
+            "samples while no source needs more epochs than before, and reshuffles otherwise (as Megatron-LM does)"
+        )
     return keep, notes
 
 
