@@ -111,7 +111,10 @@ def test_lost_pointer_is_refused_rebuilt_by_command_and_retention_keeps_what_it_
 
 def test_retention_considers_only_accountable_checkpoints(tmp_path):
     from cptkit.train.checkpoint import apply_retention
-    from cptkit.train.checkpointer import accountable
+    from cptkit.train.checkpointer import accountable, writer_rank
+
+    # Each rank hashes the shards it wrote itself (DCP's __RANK_N.distcp); rank 0 the rest.
+    assert [writer_rank(f) for f in ("__0_0.distcp", "__13_1.distcp", ".metadata", "common.pt")] == [0, 13, 0, 0]
 
     for i in (1, 2, 3, 4, 5, 6, 7):
         (tmp_path / f"iter_{i:07d}").mkdir()

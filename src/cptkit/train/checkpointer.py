@@ -16,6 +16,7 @@ this life did not write (a `--resume-from` back past them) and foreign `iter_*` 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import time
@@ -69,6 +70,12 @@ def _broadcast(obj: Any) -> Any:
     box = [obj]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def writer_rank(name: str) -> int:
+    """The rank that wrote a checkpoint file: DCP's `__RANK_N.distcp`; anything else is rank 0's."""
+    m = re.match(r"__(\d+)_\d+\.distcp$", name)
+    return int(m.group(1)) if m else 0
 
 
 def accountable(ckpt_dir: Path, written: set[int], resumed_from: int | None) -> set[int]:
@@ -159,10 +166,12 @@ class Checkpointer:
             fully_parallel=self.fully_parallel,
         )
         torch.distributed.barrier()
-        # One listing (rank 0's), so every rank hashes the same share of the same files.
+        # One listing (rank 0's); each rank hashes the shards it wrote (DCP names them `__RANK_N.distcp`), still in
+        # its page cache, so a save reads nothing back over the network; rank 0 takes the rest.
         shards = _broadcast(checkpoint_files(partial) if self.rank0 else None)
-        part = (torch.distributed.get_rank(), torch.distributed.get_world_size())
-        sums = _gather(hash_files(partial, shards, part=part))
+        rank = torch.distributed.get_rank()
+        mine = [f for f in shards if writer_rank(f) == rank]
+        sums = _gather(hash_files(partial, mine))
         if self.rank0:
             self._finish(partial, final, iteration, state, record, {k: v for s in sums for k, v in s.items()})
         torch.distributed.barrier()
