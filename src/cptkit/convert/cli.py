@@ -56,6 +56,8 @@ def _mcore_to_hf(args: argparse.Namespace) -> int:
         max_shard_bytes=int(args.max_shard_gb * 1e9),
         dry_run=args.dry_run,
         fim_tokens=args.fim_tokens,
+        verify=not args.no_verify,
+        verify_tolerance=args.verify_tolerance,
     )
     return 0
 
@@ -119,6 +121,17 @@ def register(subparsers) -> None:
         help="name the FIM special tokens in the release tokenizer (default: when the checkpoint was trained with FIM)",
     )
     b.add_argument("--dry-run", action="store_true", help="check everything and print the plan; write nothing")
+    b.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip comparing the export's logits with the checkpoint's (`convert verify`, on by default)",
+    )
+    b.add_argument(
+        "--verify-tolerance",
+        type=float,
+        default=1e-3,
+        help="max |logit difference| of that check (default 1e-3; fp32 rounding grows with model size)",
+    )
     b.set_defaults(func=_mcore_to_hf)
 
     c = sub.add_parser("verify", help="compare HF and megatron-core logits on the same token ids (CPU, fp32)")

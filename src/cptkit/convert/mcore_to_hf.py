@@ -8,6 +8,11 @@ unfused, cast and appended to the shard being written while the next layer is re
 layers. The folder is written under
 a temporary sibling name and renamed when complete.
 
+Before anything is written, the checkpoint's checksums are verified; a tensor with inf/NaN values is refused. After
+the folder is written (under its temporary name), `convert verify` runs on it by default: HF logits of the export
+against megatron-core logits of the checkpoint with its weights rounded to the release dtype (fp32 math, both models
+in memory: ~8 bytes per parameter twice; `--no-verify` skips it).
+
 On CPU:  cptkit convert mcore-to-hf runs/cpt-code16 ./release/cpt-code16-hf --iteration 5000
 """
 
@@ -30,6 +35,8 @@ from cptkit.convert.safetensors_io import HF_SHARD_BYTES, PlannedTensor, Sharded
 from cptkit.convert.spec import ArchSpec, WeightSpec, load_specs
 from cptkit.errors import UserError
 from cptkit.model.config import ModelConfig
+from cptkit.model.integrity import verify_checkpoint
+from cptkit.model.keys import checkpoint_names
 
 LATEST = "latest_checkpointed_iteration.txt"
 
@@ -77,7 +84,8 @@ class McoreModel:
         self.plan = self.spec.plan(self.cfg)
         self.keys: dict[str, str] = {}
         for w, layer in self.plan:
-            key = next((k for k in (w.mcore, *w.aliases) if k in self.reader.tensors), None)
+            names = dict.fromkeys((*checkpoint_names(w.mcore), *w.aliases))  # cptkit.model.keys owns the names
+            key = next((k for k in names if k in self.reader.tensors), None)
             if key is None:
                 raise UserError(f"checkpoint has no tensor {w.mcore}", file=str(ckpt))
             expected = mcore_shape(w, self.cfg)
@@ -134,11 +142,17 @@ def convert_mcore_to_hf(
     extra_specs: list[str | Path] = (),
     max_shard_bytes: int = HF_SHARD_BYTES,
     dry_run: bool = False,
+    verify: bool = False,
+    verify_tolerance: float = 1e-3,
     log=print,
     fim_tokens: bool | None = None,
 ) -> dict[str, Any]:
+    """Export a checkpoint (or a RUN_DIR's latest) to an HF folder. The checkpoint's checksums are verified first,
+    non-finite weights are refused, and with `verify` (the CLI's default) the folder's logits are compared with the checkpoint's (its
+    weights rounded to `dtype`, fp32 math) before the folder is published under `out_dir`."""
     ckpt = resolve_checkpoint(ckpt_or_run, iteration)
     out_dir = Path(out_dir)
+    verify_checkpoint(ckpt, log=log)
     m = McoreModel(ckpt, extra_specs)
     cfg = m.cfg
     assets = Path(hf_assets) if hf_assets is not None else ckpt / ASSETS_DIR
@@ -183,6 +197,7 @@ def convert_mcore_to_hf(
                 if k + 1 < len(groups):
                     pending = pool.submit(m.read, groups[k + 1])
                 for (w, layer), t in zip(group, tensors, strict=True):
+                    _check_finite(t, m.keys[w.mcore], layer, ckpt)
                     names = [n.replace("{i}", str(layer)) for n in w.hf]
                     for name, part in zip(names, to_hf(w, t, cfg), strict=True):
                         writer.write(name, part.to(dtype))
@@ -198,6 +213,8 @@ def convert_mcore_to_hf(
             gen = {k: cfg.hf_config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in cfg.hf_config}
             (tmp / "generation_config.json").write_text(json.dumps({**gen, "_from_model_config": True}, indent=2))
         (tmp / "config.json").write_text(json.dumps(hf_config_for_release(m, dtype), indent=2) + "\n")
+        if verify:
+            _verify_export(tmp, ckpt, cfg, dtype, verify_tolerance, log)
         finish_output_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -205,3 +222,28 @@ def convert_mcore_to_hf(
     seconds = time.perf_counter() - t0
     log(f"wrote {out_dir} ({len(writer.names)} shard(s), {total / 1e9:.2f} GB) in {seconds:.1f} s")
     return {"out_dir": str(out_dir), "checkpoint": str(ckpt), "shards": len(writer.names), "seconds": seconds}
+
+
+def _check_finite(t: torch.Tensor, key: str, layer: int | None, ckpt: Path) -> None:
+    """A release must not carry inf/NaN weights (a damaged or diverged checkpoint): refuse, naming the tensor."""
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        where = f"{key} (layer {layer})" if layer is not None else key
+        raise UserError(f"{where} holds {bad:,} non-finite values; refusing to export it", file=str(ckpt))
+
+
+def _verify_export(tmp: Path, ckpt: Path, cfg: ModelConfig, dtype: torch.dtype, tolerance: float, log) -> None:
+    """The exported folder's logits against the checkpoint's (weights rounded to the release dtype), before the
+    folder is published; a mismatch deletes it (the caller's cleanup) and fails."""
+    from cptkit.convert.verify import verify
+
+    seq_len = min(128, cfg.max_position_embeddings)
+    result = verify(
+        tmp, ckpt, seq_len=seq_len, batch=1, tolerance=tolerance, round_to=dtype, check_files=False, log=log
+    )
+    if result is not None and not result.ok:
+        raise UserError(
+            f"the exported weights do not reproduce the checkpoint's logits ({result.summary()}); nothing written "
+            "(--no-verify skips this check)",
+            file=str(ckpt),
+        )

@@ -8,6 +8,10 @@ agreement over every position; the check passes when the max difference is withi
 Both models are held in fp32, so this is for small and medium models on CPU (tests use 2-layer ones); for 8B run it
 on a node with ~80 GB of RAM.
 
+It works on any checkpoint cptkit writes: `hf-to-mcore` output, a training run's `iter_N` (saved at any TP/PP, with
+optimizer state; only the model is read) or a RUN_DIR (its latest checkpoint). The checkpoint's checksums
+(`cptkit_checksums.json`) are verified first.
+
 On CPU:  cptkit convert verify ./tiny-llama-hf ./tiny-llama-mcore --tp 2
 """
 
@@ -68,49 +72,57 @@ def hf_logits(hf_dir: str | Path, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def canonical_sharded_state_dict(model, ckpt_keys: set[str] | None = None, spec=None) -> dict[str, Any]:
-    """`model.sharded_state_dict()` with megatron's per-spec key names mapped to the mapping spec's canonical ones
-    (e.g. the local spec's `linear_qkv.layer_norm_weight` → `input_layernorm.weight`), or to whichever alias a given
-    checkpoint uses when `ckpt_keys` is passed."""
+    """`model.sharded_state_dict()` with megatron's per-spec key names mapped to cptkit's canonical ones
+    (`cptkit.model.keys`: e.g. the local spec's `linear_qkv.layer_norm_weight` → `input_layernorm.weight`), or to
+    whichever name a given checkpoint uses when `ckpt_keys` is passed. `spec=None` leaves megatron's names."""
+    from cptkit.model.keys import canonical_key, te_key
+
     sd = model.sharded_state_dict()
     if spec is None:
         return sd
-    rename = {}
-    for w in spec.layer_weights + spec.weights:
-        names = (w.mcore, *w.aliases)
-        target = next((k for k in names if ckpt_keys is None or k in ckpt_keys), w.mcore)
-        rename.update({n: target for n in names if n != target})
     for value in sd.values():
         key = getattr(value, "key", None)
-        if key in rename:
-            value.key = rename[key]
+        if key is None:
+            continue
+        target = canonical_key(key)
+        if ckpt_keys is not None and target not in ckpt_keys and te_key(target) in ckpt_keys:
+            target = te_key(target)
+        value.key = target
     return sd
 
 
-def _mcore_worker(rank: int, world: int, ckpt_dirs: list[str], tokens: torch.Tensor, resave_dir: str | None = None):
+def _mcore_worker(
+    rank: int, world: int, ckpt_dirs: list[str], tokens: torch.Tensor, resave_dir: str | None = None, round_to=None
+):
     """One TP rank: for each checkpoint, build the model, load it at this TP and return its logits (rank 0);
     optionally re-save the first one at this TP, as the trainer would."""
-    return [_load_and_run(rank, world, d, tokens, resave_dir if i == 0 else None) for i, d in enumerate(ckpt_dirs)]
+    return [
+        _load_and_run(rank, world, d, tokens, resave_dir if i == 0 else None, round_to) for i, d in enumerate(ckpt_dirs)
+    ]
 
 
-def _load_and_run(rank: int, world: int, ckpt_dir: str, tokens: torch.Tensor, resave_dir: str | None):
+def _load_and_run(rank: int, world: int, ckpt_dir: str, tokens: torch.Tensor, resave_dir: str | None, round_to=None):
     from megatron.core import dist_checkpointing
 
     from cptkit.backend.dist import initialize_model_parallel
-    from cptkit.convert.mcore_io import CheckpointReader
-    from cptkit.convert.spec import load_specs
     from cptkit.model.build import build_gpt_model, forward_logits, transformer_config
+    from cptkit.model.keys import canonical_model_state, checkpoint_naming, load_model_state
 
     initialize_model_parallel(tp=world, pp=1)
     cfg = ModelConfig.load(ckpt_dir)
-    spec = load_specs()[cfg.architecture]
     model = build_gpt_model(cfg, transformer_config(cfg, tensor_model_parallel_size=world))
-    keys = set(CheckpointReader(ckpt_dir).metadata.state_dict_metadata)
-    sd = canonical_sharded_state_dict(model, keys, spec)
+    # The same request the trainer makes: canonical (or TE-style) names, no `_extra_state` (a training checkpoint
+    # has none), so any checkpoint cptkit writes loads — hf-to-mcore output, a run's iter_N, any TP/PP.
+    sd, back = canonical_model_state(model, checkpoint_naming(ckpt_dir))
     state = dist_checkpointing.load({"model": sd}, ckpt_dir)
-    model.load_state_dict(state["model"], strict=False)
+    load_model_state(model, state["model"], back)
+    if round_to is not None:  # what an export in this dtype holds: compare like with like, in fp32
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(round_to).float())
     if resave_dir is not None:  # what the trainer does: save this TP layout with canonical keys
         Path(resave_dir).mkdir(parents=True, exist_ok=True)
-        dist_checkpointing.save({"model": canonical_sharded_state_dict(model, None, spec)}, resave_dir)
+        dist_checkpointing.save({"model": canonical_model_state(model)[0]}, resave_dir)
         if rank == 0:
             cfg.save(resave_dir)
     logits = forward_logits(model, tokens, vocab_size=cfg.vocab_size)
@@ -119,13 +131,18 @@ def _load_and_run(rank: int, world: int, ckpt_dir: str, tokens: torch.Tensor, re
 
 
 def mcore_logits(
-    ckpt_dirs: list[str | Path], tokens: torch.Tensor, tp: int = 1, resave_dir: str | Path | None = None
+    ckpt_dirs: list[str | Path],
+    tokens: torch.Tensor,
+    tp: int = 1,
+    resave_dir: str | Path | None = None,
+    round_to: torch.dtype | None = None,
 ) -> list[torch.Tensor]:
-    """Logits of each checkpoint at TP=`tp`, computed in `tp` spawned gloo processes (one spawn for all)."""
+    """Logits of each checkpoint at TP=`tp`, computed in `tp` spawned gloo processes (one spawn for all); with
+    `round_to`, the weights are first rounded to that dtype (as an export in it holds them), the math stays fp32."""
     from cptkit.backend.spawn import run_spawned
 
     resave = str(resave_dir) if resave_dir is not None else None
-    out = run_spawned(_mcore_worker, tp, [str(d) for d in ckpt_dirs], tokens, resave)[0]
+    out = run_spawned(_mcore_worker, tp, [str(d) for d in ckpt_dirs], tokens, resave, round_to)[0]
     return [torch.from_numpy(a) for a in out]
 
 
@@ -139,12 +156,19 @@ def verify(
     seed: int = 0,
     tolerance: float = 1e-4,
     dry_run: bool = False,
+    round_to: torch.dtype | None = None,
+    check_files: bool = True,
     log=print,
 ) -> VerifyResult | None:
+    """Compare an HF folder's logits with a megatron-core checkpoint's (first verifying the checkpoint's checksums).
+    `round_to`: the dtype the HF folder was exported in (`convert mcore-to-hf` checks its own output this way)."""
     from cptkit.convert.hf_checkpoint import read_config
     from cptkit.convert.mcore_to_hf import resolve_checkpoint
+    from cptkit.model.integrity import verify_checkpoint
 
     ckpt = resolve_checkpoint(mcore_dir)
+    if check_files:
+        verify_checkpoint(ckpt, log=log)
     cfg = ModelConfig.load(ckpt)
     hf_vocab = read_config(Path(hf_dir)).get("vocab_size")
     if hf_vocab != cfg.vocab_size:
@@ -161,7 +185,7 @@ def verify(
         return None
     tokens = sample_tokens(cfg.vocab_size, batch, seq_len, seed)
     reference = hf_logits(hf_dir, tokens)
-    ours = mcore_logits([ckpt], tokens, tp)[0]
+    ours = mcore_logits([ckpt], tokens, tp, round_to=round_to)[0]
     result = compare_logits(reference, ours, tolerance)
     log(result.summary())
     return result

@@ -154,6 +154,9 @@ def convert(target: Target) -> Path:
     final = target.checkpoint.parent.parent / "hf" / target.checkpoint.name
     if is_hf_dir(final):
         return final
+    from cptkit.model.integrity import verify_checkpoint
+
+    verify_checkpoint(target.checkpoint)  # a damaged checkpoint is named before any conversion starts
     tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = [sys.executable, "-m", "cptkit.cli", "convert", "mcore-to-hf", str(target.checkpoint), str(tmp)]

@@ -48,6 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("run_dir", help="the run directory (recipe run_dir)")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.add_argument("--no-query", action="store_true", help="do not ask the scheduler for job states")
+    s.add_argument("--verify", action="store_true", help="check every checkpoint's files against its checksums")
+    s.add_argument(
+        "--rebuild-pointer", action="store_true", help="point the latest pointer at the newest intact checkpoint"
+    )
     s.set_defaults(func=_status)
 
 
@@ -116,6 +120,10 @@ def _launch(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from cptkit.launch.status import format_status, summarize
 
+    if args.verify or args.rebuild_pointer:  # checkpoint integrity: cptkit.model.integrity
+        from cptkit.model.integrity import status_checks
+
+        return status_checks(args.run_dir, verify=args.verify, rebuild_pointer=args.rebuild_pointer)
     s = summarize(args.run_dir, query=not args.no_query)
     if args.json:
         json.dump(s, sys.stdout, indent=2)

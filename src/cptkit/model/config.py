@@ -81,6 +81,17 @@ class ModelConfig(BaseModel):
         embed = self.padded_vocab_size * h * (1 if self.tie_word_embeddings else 2)
         return layers * per_layer + embed + h
 
+    # -- megatron-core --------------------------------------------------------------------------------------------
+    def to_mcore(self, recipe=None, **overrides: Any):
+        """This model's megatron-core `TransformerConfig`, with a training recipe's settings applied (parallelism,
+        precision, init, recompute, attention backend: `cptkit.model.mcore.transformer_settings`) and then any
+        `overrides` (TransformerConfig fields). The one place a TransformerConfig is made from cptkit's configs."""
+        from cptkit.model.build import transformer_config
+        from cptkit.model.mcore import transformer_settings
+
+        settings = transformer_settings(recipe) if recipe is not None else {}
+        return transformer_config(self, **{**settings, **overrides})
+
     # -- files -----------------------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / FILENAME

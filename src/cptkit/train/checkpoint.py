@@ -1,120 +1,47 @@
-"""Checkpoints in the run directory: dist_checkpointing (torch_dist) with canonical keys, a `latest` pointer written
-only after a save completes, and keep-last-K-plus-every-M retention.
+"""Checkpoints in the run directory, the dist_checkpointing (torch_dist) side: what one save writes and one load
+reads. When to save, what to keep, the `latest` pointer and the checksums are `cptkit.train.checkpointer`'s job.
 
 Layout (docs/architecture.md):
 
     RUN_DIR/checkpoints/iter_0000500/        torch_dist shards + common.pt, cptkit_model.json, hf_assets/,
-                                             cptkit_state.json (iteration, consumed samples/tokens, fingerprint, ...)
+                                             cptkit_state.json (iteration, consumed samples/tokens, fingerprint, ...),
+                                             cptkit_checksums.json (size + sha256 of every other file)
     RUN_DIR/checkpoints/latest_checkpointed_iteration.txt
 
-A save goes to `iter_N.partial/` and is renamed to `iter_N/` by rank 0 once every rank has written its shards; only
-then is the pointer rewritten, so a job killed mid-save resumes from the previous checkpoint.
-
-The model is stored under canonical local-spec keys. Transformer Engine fuses the pre-attention and pre-MLP norms into
-the following linear layers (`linear_qkv.layer_norm_weight`, `linear_fc1.layer_norm_weight`); those ShardedTensor keys
-are renamed to `input_layernorm.weight` / `pre_mlp_layernorm.weight` on save and load, and TE's `_extra_state`
-(FP8 scaling history) is not stored, so a checkpoint moves between CPU (local spec) and GPU (TE spec) runs and across
-TP/PP layouts (dist_checkpointing reshards).
+The model is stored under canonical local-spec keys (`cptkit.model.keys`), without TE's `_extra_state`, so a
+checkpoint moves between CPU (local spec) and GPU (TE spec) runs and across TP/PP layouts (dist_checkpointing
+reshards).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 from cptkit.errors import UserError
-from cptkit.util.atomic import fsync_dir, write_json, write_text
+from cptkit.model.integrity import LATEST, iter_dir_name, list_iterations, read_pointer  # noqa: F401
+from cptkit.model.keys import (  # noqa: F401  (re-exported: the names tests and callers used before model/keys.py)
+    canonical_key,
+    canonical_model_state,
+    checkpoint_naming,
+    load_model_state,
+    te_key,
+)
 
-LATEST = "latest_checkpointed_iteration.txt"
 STATE_FILE = "cptkit_state.json"
 FORMAT_VERSION = 1
 # Distributed-optimizer state layout: each rank writes its own buffers (fast, fully parallel); resumable with the same
 # TP/PP (megatron-core reshards it over DP). Stored in the checkpoint's content metadata and reused on load.
 DIST_OPT_SHARDING = "dp_reshardable"
-
-_TE_TO_LOCAL = (
-    (re.compile(r"self_attention\.linear_qkv\.layer_norm_(weight|bias)$"), r"input_layernorm.\1"),
-    (re.compile(r"mlp\.linear_fc1\.layer_norm_(weight|bias)$"), r"pre_mlp_layernorm.\1"),
-)
-_LOCAL_TO_TE = (
-    (re.compile(r"input_layernorm\.(weight|bias)$"), r"self_attention.linear_qkv.layer_norm_\1"),
-    (re.compile(r"pre_mlp_layernorm\.(weight|bias)$"), r"mlp.linear_fc1.layer_norm_\1"),
-)
-
-
-def iter_dir_name(iteration: int) -> str:
-    return f"iter_{iteration:07d}"
-
-
-def canonical_key(key: str) -> str:
-    """A TE-style checkpoint key → the canonical local-spec name (other keys unchanged)."""
-    for pattern, repl in _TE_TO_LOCAL:
-        if pattern.search(key):
-            return pattern.sub(repl, key)
-    return key
-
-
-def te_key(key: str) -> str:
-    """The canonical name → megatron-core's own (TE-style) checkpoint name."""
-    for pattern, repl in _LOCAL_TO_TE:
-        if pattern.search(key):
-            return pattern.sub(repl, key)
-    return key
-
-
-def checkpoint_naming(directory: str | os.PathLike) -> str:
-    """ "local" for cptkit's canonical keys, "te" for a checkpoint saved with megatron-core's default names (which
-    call even the local spec's norms `linear_qkv.layer_norm_weight`), so both kinds of checkpoint load."""
-    from torch.distributed.checkpoint import FileSystemReader
-
-    keys = FileSystemReader(str(directory)).read_metadata().state_dict_metadata
-    return "te" if any(k.endswith("linear_qkv.layer_norm_weight") for k in keys) else "local"
-
-
-def canonical_model_state(model, naming: str = "local") -> tuple[dict[str, Any], dict[str, str]]:
-    """The model's sharded state dict under canonical (or TE-style) keys, without `_extra_state`, plus
-    state-dict key → module key for loading back.
-
-    megatron-core itself names the norms of both specs after TE's fused layers; cptkit stores the local names.
-    """
-    rename = canonical_key if naming == "local" else te_key
-    sharded = model.sharded_state_dict()
-    out: dict[str, Any] = {}
-    back: dict[str, str] = {}
-    for key, value in sharded.items():
-        if key.endswith("_extra_state"):
-            continue
-        if hasattr(value, "key"):
-            value.key = rename(canonical_key(value.key))
-        new = rename(canonical_key(key))
-        out[new] = value
-        back[new] = key
-    return out, back
-
-
-def load_model_state(model, loaded: dict[str, Any], back: dict[str, str]) -> None:
-    """Put loaded tensors into the model; only `_extra_state` may be missing."""
-    state = {back.get(k, k): v for k, v in loaded.items()}
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("_extra_state")]
-    if missing or result.unexpected_keys:
-        raise RuntimeError(f"checkpoint does not fit the model: missing {missing}, unexpected {result.unexpected_keys}")
+PARTIAL = ".partial"  # a save in progress: renamed to iter_N/ once complete
+DELETING = ".deleting"  # retention renames a checkpoint to this before removing it
 
 
 def read_latest(ckpt_dir: str | os.PathLike) -> int | None:
-    path = Path(ckpt_dir) / LATEST
-    if not path.is_file():
-        return None
-    text = path.read_text().strip()
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"expected an iteration number, found {text!r}", file=str(path)) from None
+    return read_pointer(ckpt_dir)
 
 
 def read_state(directory: str | os.PathLike) -> dict[str, Any]:
@@ -128,12 +55,7 @@ def read_state(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[int]:
-    out = []
-    for p in Path(ckpt_dir).glob("iter_*"):
-        m = re.fullmatch(r"iter_(\d+)", p.name)
-        if m and p.is_dir():
-            out.append(int(m.group(1)))
-    return sorted(out)
+    return list_iterations(ckpt_dir)
 
 
 def retained(iterations: list[int], keep_last: int | None, keep_every: int | None, latest: int | None) -> set[int]:
@@ -148,14 +70,30 @@ def retained(iterations: list[int], keep_last: int | None, keep_every: int | Non
     return keep
 
 
-def apply_retention(ckpt_dir: str | os.PathLike, keep_last: int | None, keep_every: int | None) -> list[int]:
-    """Delete checkpoints outside the retention policy (rank 0, after the pointer moved). Returns what was deleted."""
+def apply_retention(
+    ckpt_dir: str | os.PathLike, keep_last: int | None, keep_every: int | None, deletable: set[int] | None = None
+) -> list[int]:
+    """Delete checkpoints outside the retention policy (rank 0, after the pointer moved). Returns what was deleted.
+
+    Only iterations in `deletable` (None: all) are considered at all, so a checkpoint the run cannot account for is
+    neither deleted nor counted against `keep_last`. A checkpoint is renamed away before it is removed, so a kill
+    mid-delete never leaves a half-deleted `iter_N/`."""
     iterations = list_checkpoints(ckpt_dir)
-    keep = retained(iterations, keep_last, keep_every, read_latest(ckpt_dir))
-    deleted = [i for i in iterations if i not in keep]
+    pool = iterations if deletable is None else [i for i in iterations if i in deletable]
+    keep = retained(pool, keep_last, keep_every, read_latest(ckpt_dir))
+    deleted = [i for i in pool if i not in keep]
     for i in deleted:
-        shutil.rmtree(Path(ckpt_dir) / iter_dir_name(i), ignore_errors=True)
+        doomed = Path(ckpt_dir) / (iter_dir_name(i) + DELETING)
+        os.replace(Path(ckpt_dir) / iter_dir_name(i), doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     return deleted
+
+
+def remove_leftovers(ckpt_dir: str | os.PathLike) -> None:
+    """Directories a killed job left: an unfinished save (`.partial`) or an unfinished delete."""
+    for suffix in (PARTIAL, DELETING):
+        for stale in Path(ckpt_dir).glob(f"iter_*{suffix}"):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -219,43 +157,28 @@ def _layout() -> dict[str, int]:
     }
 
 
-def save_checkpoint(
-    ckpt_dir: str | os.PathLike,
+def write_sharded(
+    partial: Path,
     iteration: int,
+    state,
+    consumed_samples: int,
     *,
-    model,
-    optimizer,
-    scheduler,
-    state: dict[str, Any],
-    model_config,
-    hf_assets: str | os.PathLike | None,
     distributed_optimizer: bool,
     fully_parallel: bool = True,
-) -> Path:
-    """Save iteration `iteration` (collective: every rank calls it). `state` goes into cptkit_state.json."""
-    import torch
+) -> None:
+    """The collective part of a save (every rank calls it): model, optimizer, scheduler and RNG of `state` (a
+    `TrainState`) into the (existing) directory `partial` with megatron-core's dist_checkpointing."""
     from megatron.core import dist_checkpointing, parallel_state
     from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
 
-    root = Path(ckpt_dir)
-    final = root / iter_dir_name(iteration)
-    partial = root / (iter_dir_name(iteration) + ".partial")
-    rank = torch.distributed.get_rank()
-    if rank == 0:
-        root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob("iter_*.partial"):  # left by a job killed mid-save
-            shutil.rmtree(stale, ignore_errors=True)
-        partial.mkdir()
-    torch.distributed.barrier()
-
-    model_state, _ = canonical_model_state(model)
+    model_state, _ = canonical_model_state(state.model)
     metadata = {"distrib_optim_sharding_type": DIST_OPT_SHARDING} if distributed_optimizer else {}
     sharded = {
         "model": model_state,
-        "optimizer": optimizer.sharded_state_dict(model_state, is_loading=False, metadata=metadata),
-        "opt_param_scheduler": scheduler.state_dict(),
+        "optimizer": state.optimizer.sharded_state_dict(model_state, is_loading=False, metadata=metadata),
+        "opt_param_scheduler": state.scheduler.state_dict(),
         "iteration": iteration,
-        "consumed_samples": state["consumed_samples"],
+        "consumed_samples": consumed_samples,
         "rng_state": _rng_sharded_object(),
         "checkpoint_version": FORMAT_VERSION,
     }
@@ -268,31 +191,10 @@ def save_checkpoint(
             strategy, parallel_state.get_data_parallel_group(with_context_parallel=True)
         )
     dist_checkpointing.save(sharded, str(partial), sharded_strategy=strategy, content_metadata=metadata or None)
-    torch.distributed.barrier()
-    if rank == 0:
-        model_config.save(partial)
-        if hf_assets and Path(hf_assets).is_dir():
-            shutil.copytree(hf_assets, partial / "hf_assets")
-        write_json(
-            partial / STATE_FILE,
-            {
-                "format_version": FORMAT_VERSION,
-                **state,
-                "iteration": iteration,
-                "layout": _layout(),
-                "distributed_optimizer": distributed_optimizer,
-                "distrib_optim_sharding_type": DIST_OPT_SHARDING if distributed_optimizer else None,
-                "opt_param_scheduler": scheduler.state_dict(),
-                "saved_at_unix": time.time(),
-            },
-        )
-        if final.exists():  # the same iteration saved before, but the pointer never reached it
-            shutil.rmtree(final)
-        os.replace(partial, final)
-        fsync_dir(root)
-        write_text(root / LATEST, f"{iteration}\n")
-    torch.distributed.barrier()
-    return final
+
+
+def layout() -> dict[str, int]:
+    return _layout()
 
 
 def load_checkpoint(

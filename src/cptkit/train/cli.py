@@ -8,6 +8,7 @@ gloo backend and cptkit's CPU shims (tests and the demo only).
     cptkit plan recipes/swallowcode_exp1.yaml
     cptkit train recipes/tiny_cpu.yaml --dry-run
     cptkit train recipes/tiny_cpu.yaml run_dir=/tmp/tiny training.train_iters=30
+    cptkit train recipes/tiny_cpu.yaml run_dir=/tmp/tiny --resume-from 10   # e.g. when iteration 20 is damaged
     torchrun --nproc-per-node 2 -m cptkit.cli train recipes/tiny_cpu.yaml parallel.num_gpus=2
     cptkit train schema -o docs/recipe.md      # the recipe field reference, generated from the schema (torch-free)
 """
@@ -28,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(train)
     train.add_argument(
         "--dry-run", action="store_true", help="print the resolved recipe and plan, then exit (schema -o: print)"
+    )
+    train.add_argument(
+        "--resume-from",
+        type=int,
+        metavar="ITER",
+        help="resume from checkpoint iteration ITER instead of the latest pointer (= checkpoint.resume_from=ITER)",
     )
     train.add_argument(
         "-o", "--output", default=None, help="with `schema`: write the reference to this file (atomically)"
@@ -74,7 +81,10 @@ def _train(args: argparse.Namespace) -> int:
     from cptkit.train.plan import make_plan
     from cptkit.train.recipe import load_recipe, resolved_yaml
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    overrides = list(args.overrides)
+    if args.resume_from is not None:
+        overrides.append(f"checkpoint.resume_from={args.resume_from}")
+    recipe = load_recipe(args.recipe, overrides)
     if args.dry_run:
         plan = make_plan(recipe)
         print("# resolved recipe")

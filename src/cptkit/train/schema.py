@@ -72,7 +72,12 @@ class DataSection(_Section):
     reset_attention_mask: bool = Field(
         False, description="Mask attention across documents (builds an explicit attention mask: slower, more memory)."
     )
-    eod_mask_loss: bool = Field(False, description="Do not train on predicting end-of-document tokens.")
+    eod_mask_loss: bool = Field(
+        False,
+        description="Zero the loss at positions whose input is the end-of-document token, i.e. do not train on "
+        "predicting the first token of the next document from the EOD (megatron-core's GPTDataset mask). "
+        "Predicting the end-of-document token itself is still trained.",
+    )
     eod_token_id: int | None = Field(
         None,
         ge=0,
@@ -290,6 +295,12 @@ class CheckpointSection(_Section):
     save_on_signal: bool = Field(True, description="On SIGTERM/SIGUSR1 save a checkpoint and exit 0 (requeue).")
     fully_parallel_save: bool = Field(
         True, description="Spread the save work over data-parallel ranks (megatron-core's fully parallel save)."
+    )
+    resume_from: PositiveInt | None = Field(
+        None,
+        description="Resume from this saved iteration instead of the latest pointer (`cptkit train --resume-from "
+        "ITER`), e.g. the newest intact checkpoint before a damaged one. Applied once: a requeued job whose latest "
+        "checkpoint continues from it resumes from the pointer.",
     )
 
 

@@ -28,6 +28,7 @@ UNITS: dict[str, str] = {
     "model.init_method_std": "",
     "data.num_workers": "processes",
     "data.eod_token_id": "token id",
+    "checkpoint.resume_from": "iteration",
     "training.seq_length": "tokens",
     "training.global_batch_size": "sequences",
     "training.micro_batch_size": "sequences",
@@ -154,7 +155,33 @@ which imports neither torch nor megatron-core.
   checkpoint: saves go to `iter_N.partial/`, which is renamed only when every rank has written, and the pointer is
   rewritten after that.
 - When the last iteration is saved, `RUN_DIR/COMPLETED` is written; a chained job that finds it exits 0 at once.
-- A non-finite loss skips the optimizer step with a warning; five in a row save the (still good) weights and stop.
+  If `training.train_iters` was raised since, the run continues from its last checkpoint and says so; when the LR
+  decay follows the run's length (`schedule.lr_decay_iters` unset) it continues after the finished decay (at
+  `optimizer.min_lr`) unless `schedule.override_on_resume=true` re-plans the decay.
+- A non-finite loss skips the optimizer step with a warning, and (as Megatron-LM) the LR schedule does not advance for
+  that step; the batch counts as consumed. Five in a row save the (still good) weights and stop.
+
+### What a resume checks
+
+- Integrity: the checkpoint's files are checked against `cptkit_checksums.json` (sha256 of every file, written with
+  each save before the pointer moves; the ranks share the hashing). A damaged checkpoint is never used: the run stops
+  naming the damaged file and the newest intact earlier checkpoint, and continues from that one only when told
+  (`cptkit train RECIPE --resume-from ITER` or `checkpoint.resume_from: ITER`; applied once, so requeued jobs go on
+  from the pointer). `cptkit status RUN_DIR --verify` checks every checkpoint on demand.
+- The pointer: a `checkpoints/` directory holding `iter_*` folders but no `latest_checkpointed_iteration.txt` is
+  refused (starting over would train from the base weights over them); `cptkit status RUN_DIR --rebuild-pointer`
+  points it at the newest intact checkpoint.
+- What consumed samples mean: a sample index names the same tokens only under the same `training.seq_length`,
+  `data.split`, `training.seed`, tokenizer and mixture, so changing any of them on resume is refused with the reason
+  (the mixture: unless `data.allow_mixture_change=true`). `data.reset_position_ids`, `data.reset_attention_mask` and
+  `data.eod_mask_loss` change how a sample is trained, not which tokens it holds, and may change.
+- `training.global_batch_size` may change, as megatron-core allows: the consumed sample count carries over (the data
+  continues exactly where it stopped), iterations continue from the checkpoint's, and the LR schedule keeps the
+  checkpoint's sample counts (megatron-core's `use_checkpoint_opt_param_scheduler`); the run says so.
+- Both (a new batch size, more iterations) change the total number of samples, for which GPTDataset rebuilds its
+  sample index: the order of the consumed samples is kept as long as no source needs more epochs than before
+  (measured: 32 and 64 samples of the test data give the same first 32; 320 do not), otherwise megatron-core
+  reshuffles and the run continues in the new order, as Megatron-LM does when train_iters grows.
 
 ## Loss
 
@@ -174,8 +201,12 @@ fingerprint, parallel layout, scheduler state). Model keys are the canonical loc
 (`linear_qkv.layer_norm_weight`) even in the local spec, and cptkit renames them on save and back on load (a checkpoint
 with megatron-core's default names loads too); TE's `_extra_state` (FP8 history) is not stored. Checkpoints therefore
 move between CPU and GPU runs and between TP/PP layouts (the model is resharded on load). The distributed optimizer's
-state is saved `dp_reshardable` (fully parallel, fast): resume with the same TP/PP. Retention: the newest
-`checkpoint.keep_last`, every multiple of `checkpoint.keep_every_iters`, and the latest are kept.
+state is saved `dp_reshardable` (fully parallel, fast): resume with the same TP/PP. Each checkpoint also holds
+`cptkit_checksums.json` (size and sha256 of every other file; check one by hand with `sha256sum`). Retention: the
+newest `checkpoint.keep_last`, every multiple of `checkpoint.keep_every_iters`, and the latest are kept - counted
+among, and deleted from, only the checkpoints the run can account for: those it wrote in this life, and the one it
+resumed from and older ones that carry a checksum manifest. A newer checkpoint it did not write (after a
+`--resume-from` back past it) or a foreign `iter_*` folder is never deleted.
 
 ## Logs
 

@@ -16,8 +16,6 @@ from pydantic import ValidationError
 from cptkit.errors import UserError
 from cptkit.model.config import ModelConfig
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
 
 @dataclass
 class TrainState:
@@ -82,57 +80,17 @@ def check_cpu_settings(recipe) -> None:
 
 def megatron_configs(recipe, cfg: ModelConfig):
     """megatron-core's TransformerConfig, DistributedDataParallelConfig and OptimizerConfig for the recipe (their own
-    validation runs here; no process group or GPU needed, so CI builds them for every shipped recipe)."""
+    validation runs here; no process group or GPU needed, so CI builds them for every shipped recipe). Which recipe
+    field fills which config field: the tables in `cptkit.model.mcore`."""
     from megatron.core.distributed import DistributedDataParallelConfig
     from megatron.core.optimizer import OptimizerConfig
-    from megatron.core.transformer.enums import AttnBackend
 
-    from cptkit.model.build import transformer_config
+    from cptkit.model.mcore import DDP_FIELDS, OPTIMIZER_FIELDS, mapped, precision_settings
 
-    t, o, p = recipe.training, recipe.optimizer, recipe.parallel
-    dtype = _DTYPES[t.precision]
-    overrides: dict[str, Any] = {"fp16": t.precision == "fp16"}
-    if t.attention_backend != "auto":
-        overrides["attention_backend"] = AttnBackend[t.attention_backend]
-    if t.activation_recompute == "selective":
-        overrides.update(recompute_granularity="selective")
-    elif t.activation_recompute == "full":
-        overrides.update(
-            recompute_granularity="full",
-            recompute_method=t.recompute_method,
-            recompute_num_layers=t.recompute_num_layers,
-        )
-    tconfig = transformer_config(
-        cfg,
-        tensor_model_parallel_size=p.tensor_model_parallel_size,
-        pipeline_model_parallel_size=p.pipeline_model_parallel_size,
-        context_parallel_size=p.context_parallel_size,
-        sequence_parallel=p.sequence_parallel,
-        params_dtype=dtype,
-        bf16=t.precision == "bf16",
-        init_method_std=recipe.model.init_method_std,
-        **overrides,
-    )
-    ddp_config = DistributedDataParallelConfig(
-        grad_reduce_in_fp32=t.grad_reduce_in_fp32,
-        overlap_grad_reduce=o.overlap_grad_reduce,
-        overlap_param_gather=o.overlap_param_gather,
-        use_distributed_optimizer=o.use_distributed_optimizer,
-    )
+    tconfig = cfg.to_mcore(recipe)
+    ddp_config = DistributedDataParallelConfig(**mapped(recipe, DDP_FIELDS))
     opt_config = OptimizerConfig(
-        optimizer="adam",
-        lr=o.lr,
-        min_lr=o.min_lr,
-        weight_decay=o.weight_decay,
-        adam_beta1=o.adam_beta1,
-        adam_beta2=o.adam_beta2,
-        adam_eps=o.adam_eps,
-        clip_grad=o.clip_grad,
-        bf16=t.precision == "bf16",
-        fp16=t.precision == "fp16",
-        params_dtype=dtype,
-        use_distributed_optimizer=o.use_distributed_optimizer,
-        overlap_param_gather=o.overlap_param_gather,
+        optimizer="adam", **mapped(recipe, OPTIMIZER_FIELDS), **precision_settings(recipe.training.precision)
     )
     return tconfig, ddp_config, opt_config
 
@@ -181,8 +139,13 @@ def build_train_state(recipe, cfg: ModelConfig, plan) -> TrainState:
     return TrainState(model=model, ddp=ddp, optimizer=optimizer, scheduler=scheduler, tconfig=tconfig)
 
 
-def check_schedule_unchanged(recipe, saved: dict[str, Any], scheduler, file: str) -> None:
-    """Refuse, with the key to change, to resume under a different LR/WD schedule (unless override_on_resume)."""
+def check_schedule_unchanged(
+    recipe, saved: dict[str, Any], scheduler, file: str, *, steps_in_samples_kept: bool = False
+) -> None:
+    """Refuse, with the key to change, to resume under a different LR/WD schedule (unless override_on_resume).
+
+    `steps_in_samples_kept`: the global batch size changed (or a finished run goes on) and the checkpoint's sample-counted warmup/decay are kept
+    (megatron-core's use_checkpoint_opt_param_scheduler), so only the values, not the step counts, must match."""
     if recipe.schedule.override_on_resume or not saved:
         return
     current = scheduler.state_dict()
@@ -196,6 +159,19 @@ def check_schedule_unchanged(recipe, saved: dict[str, Any], scheduler, file: str
     }
     if recipe.schedule.lr_decay_iters is None:  # the decay follows the run's length
         names["lr_decay_steps"] = "training.train_iters"
+        gbs = recipe.training.global_batch_size
+        old, new = saved.get("lr_decay_steps"), current.get("lr_decay_steps")
+        if old is not None and old != new and not steps_in_samples_kept and old % gbs == 0:
+            raise UserError(
+                f"the LR decay follows the run's length (schedule.lr_decay_iters unset) and the checkpoint decays over "
+                f"{old // gbs} iterations, this recipe over {new // gbs}: set schedule.lr_decay_iters={old // gbs} to "
+                "keep the checkpoint's decay while training longer, or schedule.override_on_resume=true to stretch it",
+                file=recipe.file_of("training.train_iters") or file,
+                field="training.train_iters",
+            )
+    if steps_in_samples_kept:
+        for key in ("lr_warmup_steps", "lr_decay_steps"):
+            names.pop(key)
     for key, recipe_key in names.items():
         if key in saved and saved[key] != current.get(key):
             raise UserError(
