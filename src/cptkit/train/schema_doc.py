@@ -135,12 +135,16 @@ A recipe may start with `inherit: BASE.yaml` (relative to its own directory). Se
 `model.config` is replaced whole; a recipe's `name` is always its own (the file's stem unless given). Overrides on
 the command line, `key=value` with a dotted key, are merged last; the value is parsed as YAML (`1e-4`, `true`, `null`,
 `8B`) and checked by the schema, so `training.train_iters=abc` names the key. Unknown keys, in files or on the command
-line, are errors that suggest the closest known key (`training.train_iter` → `training.train_iters`). `${VAR}` and
-`${VAR:-default}` expand in path fields (`run_dir`, `model.init_checkpoint`, `data.mixture`, `data.cache_dir`,
-`checkpoint.dir`); `${name}` is the recipe's name; an unset variable without a default is an error.
+line, are errors that suggest the closest known key (`training.train_iter` → `training.train_iters`); that includes
+the keys of `model.config` (`model.config.num_layer` → `model.config.num_layers`). `${VAR}` and `${VAR:-default}`
+expand in every string value, e.g. the path fields (`run_dir`, `model.init_checkpoint`, `data.mixture`,
+`data.cache_dir`, `checkpoint.dir`); `${name}` is the recipe's name; `$$` is a literal `$`; an unset variable without
+a default is an error.
 
-The launcher (and anything on a login node) reads recipes with `cptkit.train.recipe.load_recipe(path, overrides)`,
-which imports neither torch nor megatron-core.
+The launcher (and anything on a login node) reads recipes with `cptkit.train.recipe.load_recipe(path, overrides)`
+(`Recipe.from_file`), which imports neither torch nor megatron-core. Mixtures, cluster profiles, mapping specs, eval
+suites and `cptkit_model.json` are read by the same config layer (`cptkit.config`), so `inherit:`, `${VAR}`,
+"did you mean" and the one-line `FILE: FIELD: message` errors work the same in all of them.
 
 ## Start, resume, stop
 
