@@ -46,6 +46,7 @@ class ConfigModel(Section):
 
     file_kind: ClassVar[str] = "config file"  # "FILE: <file_kind> not found"
     merge_whole: ClassVar[frozenset[str]] = frozenset()  # dotted keys an inheriting file replaces, never merges
+    expand_variables: ClassVar[bool] = True  # False for files cptkit writes itself (their `$` is data)
 
     # -- hooks ------------------------------------------------------------------------------------------------------
     @classmethod
@@ -88,10 +89,11 @@ class ConfigModel(Section):
 
         data, origin = apply_overrides(data, origin, overrides)
         check_keys(data, cls, file_of)
-        variables = dict(os.environ if env is None else env)
-        for name, value in cls.variables(data).items():
-            variables.setdefault(name, value)
-        data = expand_tree(data, (), file_of, variables)
+        if cls.expand_variables:
+            variables = dict(os.environ if env is None else env)
+            for name, value in cls.variables(data).items():
+                variables.setdefault(name, value)
+            data = expand_tree(data, (), file_of, variables)
         try:
             obj = cls.model_validate({**data, **(extra or {})})
         except ValidationError as e:
