@@ -89,6 +89,7 @@ class ConfigModel(Section):
 
         data, origin = apply_overrides(data, origin, overrides)
         check_keys(data, cls, file_of)
+        variables = None
         if cls.expand_variables:
             variables = dict(os.environ if env is None else env)
             for name, value in cls.variables(data).items():
@@ -98,6 +99,8 @@ class ConfigModel(Section):
             obj = cls.model_validate({**data, **(extra or {})})
         except ValidationError as e:
             raise user_error(e, file_of) from None
+        if variables is not None:
+            expand_defaults(obj, (), file_of, variables)
         obj.loaded(file or "", origin)
         return obj
 
@@ -112,3 +115,20 @@ def expand_tree(node: Any, loc: Loc, file_of, env: Mapping[str, str]) -> Any:
     if isinstance(node, list):
         return [expand_tree(v, (*loc, i), file_of, env) for i, v in enumerate(node)]
     return node
+
+
+def expand_defaults(obj: BaseModel, loc: Loc, file_of, env: Mapping[str, str]) -> None:
+    """`${VAR}` in the defaults the file did not override (a recipe's `run_dir: runs/${name}`).
+
+    Written into the validated object's `__dict__`: the value is the schema's own default, already validated, and
+    frozen models refuse `setattr`."""
+    for name in type(obj).model_fields:
+        value = getattr(obj, name)
+        if isinstance(value, BaseModel):
+            expand_defaults(value, (*loc, name), file_of, env)
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    expand_defaults(item, (*loc, name, i), file_of, env)
+        elif isinstance(value, str) and "$" in value and name not in obj.model_fields_set:
+            obj.__dict__[name] = expand_tree(value, (*loc, name), file_of, env)
