@@ -50,6 +50,8 @@ cptkit mix check data_mix/demo.yaml --samples 2000 --seq-length 1024   # realize
   sha256 over (source, position, weight) and each prefix's `.idx` bytes. Paths are not part of it, so moving the data
   keeps it; changing a weight or re-tokenizing changes it. The trainer refuses to resume on a different fingerprint.
 - Unknown keys are errors (with the closest valid key suggested); every error is one line `FILE: FIELD: message`.
+- **`inherit: BASE.yaml`** (relative to the file) loads a base mixture and merges this one over it: mappings key by
+  key, lists (`sources`) replaced whole. Errors name the file that set the field.
 - Relative paths are taken from the current directory.
 
 ## Example
