@@ -79,9 +79,8 @@ class ConfigModel(Section):
         *,
         file: str | None = None,
         env: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
     ) -> Self:
-        """Steps 2–6 on data already read; `extra` are fields set by cptkit itself (not checked as user keys)."""
+        """Steps 2–6 on data already read (`file` names it in errors when `origin` does not know a key)."""
         origin = Origins(origin or {})
 
         def file_of(key: str) -> str | None:
@@ -96,7 +95,7 @@ class ConfigModel(Section):
                 variables.setdefault(name, value)
             data = expand_tree(data, (), file_of, variables)
         try:
-            obj = cls.model_validate({**data, **(extra or {})})
+            obj = cls.model_validate(data)
         except ValidationError as e:
             raise user_error(e, file_of) from None
         if variables is not None:
