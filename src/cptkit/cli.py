@@ -5,6 +5,8 @@ Each stage lives in `cptkit.<stage>.cli` and exposes `register(subparsers)`, whi
 imported inside the handlers, so `cptkit --help`, `cptkit mix` and `cptkit launch` work on a login node instantly.
 
 User mistakes raise `cptkit.errors.UserError`: printed as one line, exit code 2, no traceback.
+A stage whose module fails to import (a broken install, a missing dependency) stays listed as UNAVAILABLE in
+`--help`; running it prints the import error as one line (exit 2) instead of argparse's "invalid choice".
 """
 
 from __future__ import annotations
