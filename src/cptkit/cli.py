@@ -6,6 +6,8 @@ imported inside the handlers, so `cptkit --help`, `cptkit mix` and `cptkit launc
 
 User mistakes raise `cptkit.errors.UserError`: printed as one line, exit code 2, no traceback. So do OS errors
 (a read-only or full disk, a path through a file, a missing directory): one line naming the path, exit code 2.
+A stage whose module fails to import (a broken install, a missing dependency) stays listed as UNAVAILABLE in
+`--help`; running it prints the import error as one line (exit 2) instead of argparse's "invalid choice".
 """
 
 from __future__ import annotations
@@ -46,12 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     for name in STAGE_MODULES:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as e:  # a stage not built yet; anything else is a real bug
-            if e.name is not None and name.startswith(e.name):
-                continue
-            raise
+        except Exception as e:  # a broken install or a missing dependency: say so, keep the other stages usable
+            _register_broken(sub, name, e)
+            continue
         module.register(sub)
     return parser
+
+
+def _register_broken(sub: argparse._SubParsersAction, module: str, error: Exception) -> None:
+    """A stage whose module cannot be imported stays listed; running it is a one-line error naming the cause.
+
+    Silently dropping it would turn "your install is broken" into "invalid choice: 'train'"."""
+    stage = module.split(".")[1]
+    why = f"cannot import {module}: {type(error).__name__}: {' '.join(str(error).split())}"
+    p = sub.add_parser(stage, help=f"UNAVAILABLE ({why})", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def fail(args: argparse.Namespace) -> int:
+        raise UserError(f"{why} (reinstall cptkit, or install what it needs: pip install -e .)")
+
+    p.set_defaults(func=fail)
 
 
 def main(argv: list[str] | None = None) -> int:

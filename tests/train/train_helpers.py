@@ -58,6 +58,8 @@ def write_mixture(path: Path, prefixes: dict[str, Path], tokens: dict[str, str])
 
 
 def write_recipe(path: Path, mixture: Path, run_dir: Path, extra: str = "") -> Path:
+    """`extra`: more `logging:` lines; one setting `tensorboard:` replaces the default (a key given twice is an error)."""
+    tensorboard = "" if "tensorboard:" in extra else "  tensorboard: false\n"
     path.write_text(
         f"""inherit: {REPO}/recipes/tiny_cpu.yaml
 name: {path.stem}
@@ -80,8 +82,7 @@ model:
 data:
   mixture: {mixture}
 logging:
-  tensorboard: false
-{extra}"""
+{tensorboard}{extra}"""
     )
     return path
 

@@ -102,7 +102,7 @@ def register(subparsers) -> None:
         help="pad the vocabulary to a multiple of this x TP, as Megatron does (default 128)",
     )
     a.add_argument("--dtype", choices=sorted(DTYPES), help="checkpoint dtype (default: the HF weights' dtype)")
-    a.add_argument("--spec", action="append", default=[], help="extra mapping spec YAML (repeatable)")
+    a.add_argument("--spec", action="append", default=[], help="own mapping spec YAML or folder of them (repeatable)")
     a.add_argument("--dry-run", action="store_true", help="check everything and print the plan; write nothing")
     a.set_defaults(func=_hf_to_mcore)
 
@@ -113,7 +113,7 @@ def register(subparsers) -> None:
     b.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="release dtype (default bf16)")
     b.add_argument("--hf-assets", help="take tokenizer/generation files from here instead of the checkpoint's")
     b.add_argument("--max-shard-gb", type=float, default=5.0, help="largest safetensors shard, in GB (default 5)")
-    b.add_argument("--spec", action="append", default=[], help="extra mapping spec YAML (repeatable)")
+    b.add_argument("--spec", action="append", default=[], help="own mapping spec YAML or folder of them (repeatable)")
     b.add_argument(
         "--fim-tokens",
         action="store_true",

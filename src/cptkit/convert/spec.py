@@ -1,7 +1,10 @@
-"""Per-architecture mapping specs (`convert/*.yaml`) and the HF config.json → `ModelConfig` translation they drive.
+"""Per-architecture mapping specs (`cptkit/convert/specs/*.yaml`) and the HF config.json → `ModelConfig` translation.
 
 A spec is data: which HF config keys give each `ModelConfig` field, which HF config values the megatron-core model can
-reproduce, and where each HF tensor goes (see `convert/llama.yaml` for the format). The engine knows only the tensor
+reproduce, and where each HF tensor goes (see `specs/llama.yaml` for the format). The shipped specs are package data
+(importlib.resources), so a wheel installed on a cluster converts without the source tree; your own specs come from
+`--spec FILE_OR_DIR` or the directories in `CPTKIT_CONVERT_SPECS` (`:`-separated), and win over a shipped spec of the
+same name. The engine knows only the tensor
 *kinds* (replicated, column, row, vocab, qkv, gate_up); adding Mistral or Qwen3 is a new YAML file plus a test.
 
 Torch-free. Try it:  python -c "from cptkit.convert.spec import load_specs; print(list(load_specs()))"
@@ -9,28 +12,31 @@ Torch-free. Try it:  python -c "from cptkit.convert.spec import load_specs; prin
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from cptkit.config import ConfigModel, Section
 from cptkit.errors import UserError
 
-# The repository's convert/ directory (cptkit is installed editable from its checkout); CPTKIT_CONVERT_SPECS overrides.
-SPEC_DIR = Path(os.environ.get("CPTKIT_CONVERT_SPECS", Path(__file__).resolve().parents[3] / "convert"))
+# The shipped specs: package data, found the same way from a checkout, an editable install or a wheel.
+SPEC_DIR = Path(str(importlib.resources.files("cptkit.convert") / "specs"))
+# Directories of your own specs (os.pathsep-separated), read after the shipped ones.
+USER_SPECS_ENV = "CPTKIT_CONVERT_SPECS"
 
 Kind = Literal["replicated", "column", "row", "vocab", "qkv", "gate_up"]
 # Number of HF tensors each kind fuses into one megatron-core tensor.
 HF_TENSORS_PER_KIND = {"replicated": 1, "column": 1, "row": 1, "vocab": 1, "qkv": 3, "gate_up": 2}
 
 
-class WeightSpec(BaseModel):
+class WeightSpec(Section):
     """One megatron-core tensor and the HF tensor(s) it is made of."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     mcore: str = Field(description="Canonical megatron-core key (layers: without the layer number).")
     aliases: tuple[str, ...] = Field((), description="Other keys the same tensor is saved under (read side only).")
@@ -53,18 +59,19 @@ class WeightSpec(BaseModel):
         return v
 
 
-class ArchSpec(BaseModel):
-    """A whole architecture's mapping (one `convert/<name>.yaml`)."""
+class ArchSpec(ConfigModel):
+    """A whole architecture's mapping (one `specs/<name>.yaml`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
+    file_kind: ClassVar[str] = "mapping spec"
 
     name: str
     hf_architectures: tuple[str, ...] = ()
     hf_model_types: tuple[str, ...] = ()
     config: dict[str, str | list[str]]
-    defaults: dict[str, Any] = {}
-    constants: dict[str, Any] = {}
-    require: dict[str, list[Any]] = {}
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    constants: dict[str, Any] = Field(default_factory=dict)
+    require: dict[str, list[Any]] = Field(default_factory=dict)
     weights: tuple[WeightSpec, ...]
     layer_weights: tuple[WeightSpec, ...]
     ignore: tuple[str, ...] = ()
@@ -89,26 +96,29 @@ class ArchSpec(BaseModel):
 
 
 def load_spec(path: str | Path) -> ArchSpec:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise UserError(f"cannot read mapping spec: {e.strerror}", file=str(path)) from None
-    except yaml.YAMLError as e:
-        raise UserError(f"not valid YAML: {e}", file=str(path)) from None
-    try:
-        return ArchSpec.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(err["msg"], file=str(path), field=".".join(str(p) for p in err["loc"])) from None
+    return ArchSpec.from_file(path)
+
+
+def spec_files(extra: list[str | Path] = ()) -> list[Path]:
+    """The shipped specs, then `CPTKIT_CONVERT_SPECS`'s directories, then `extra` (files or directories)."""
+    if not SPEC_DIR.is_dir():  # only a broken install gets here
+        raise UserError("the shipped mapping specs are missing: reinstall cptkit", file=str(SPEC_DIR))
+    files = sorted(SPEC_DIR.glob("*.yaml"))
+    user = [Path(d) for d in os.environ.get(USER_SPECS_ENV, "").split(os.pathsep) if d]
+    for where in [*user, *map(Path, extra)]:
+        if where.is_dir():
+            files += sorted(where.glob("*.yaml"))
+        elif where in user:
+            raise UserError(f"not a directory (set by {USER_SPECS_ENV})", file=str(where))
+        else:
+            files.append(where)
+    return files
 
 
 def load_specs(extra: list[str | Path] = ()) -> dict[str, ArchSpec]:
-    """Every spec in `convert/`, plus user-given spec files (which win on a name clash)."""
-    if not SPEC_DIR.is_dir():
-        raise UserError("mapping spec directory not found (set CPTKIT_CONVERT_SPECS)", file=str(SPEC_DIR))
+    """Every shipped spec, plus user-given spec files or directories (which win on a name clash)."""
     specs = {}
-    for path in [*sorted(SPEC_DIR.glob("*.yaml")), *map(Path, extra)]:
+    for path in spec_files(extra):
         spec = load_spec(path)
         specs[spec.name] = spec
     return specs
@@ -128,7 +138,7 @@ def find_spec(hf_config: dict[str, Any], config_file: str | Path, extra: list[st
     supported = sorted(a for s in specs.values() for a in s.hf_architectures)
     what = f"architectures {archs}" if archs else f"model_type {model_type!r}"
     raise UserError(
-        f"unsupported architecture: {what}; supported: {', '.join(supported)} (add a spec in convert/ for others)",
+        f"unsupported architecture: {what}; supported: {', '.join(supported)} (add a spec with --spec FILE for others; see docs/convert.md)",
         file=str(config_file),
         field="architectures" if archs else "model_type",
     )

@@ -22,17 +22,15 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
+from cptkit.config import ConfigModel, Origins, Section
 from cptkit.errors import UserError
 
 
-class SuiteTask(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SuiteTask(Section):
     column: str = Field(min_length=1)
     template: str = Field(min_length=1)
     shots: int = Field(ge=0)
@@ -49,8 +47,8 @@ class SuiteTask(BaseModel):
         return v
 
 
-class Suite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Suite(ConfigModel):
+    file_kind: ClassVar[str] = "suite file"
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -76,6 +74,9 @@ class Suite(BaseModel):
                 )
         return v
 
+    def loaded(self, file: str, origin: Origins) -> None:
+        self.sha256 = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+
 
 def suites_dir() -> Path:
     return Path(str(importlib.resources.files("cptkit.eval") / "suites"))
@@ -94,16 +95,4 @@ def load_suite(name_or_path: str) -> Suite:
                 f"unknown suite {name_or_path!r}; shipped: {', '.join(shipped_suites())}, or give a .yaml path",
                 field="--suite",
             )
-    raw = path.read_bytes()
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise UserError(f"invalid YAML: {e}", file=str(path)) from None
-    if not isinstance(data, dict):
-        raise UserError("a suite must be a YAML mapping", file=str(path))
-    try:
-        return Suite(**data, sha256=hashlib.sha256(raw).hexdigest())
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise UserError(err["msg"], file=str(path), field=where) from None
+    return Suite.from_file(path)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from cptkit.config import ConfigModel, Section
 from cptkit.errors import UserError
 from cptkit.launch import schedulers
-from cptkit.util.envvars import expand
 
 _WALLTIME = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -43,8 +42,8 @@ def format_walltime(seconds: int) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(Section):
+    model_config = ConfigDict(frozen=True)
 
 
 class Launcher(_Strict):
@@ -90,7 +89,10 @@ class Resources(_Strict):
     eval: list[str] | None = Field(None, description="one-node GPU evaluation task (default: train with nodes=1)")
 
 
-class Profile(_Strict):
+class Profile(ConfigModel):
+    model_config = ConfigDict(frozen=True)
+    file_kind: ClassVar[str] = "cluster profile"
+
     name: str
     description: str = ""
     scheduler: Literal[tuple(schedulers.SCHEDULERS)]  # type: ignore[valid-type]  # one class each in schedulers.py
@@ -155,32 +157,7 @@ class Profile(_Strict):
         return [_PLACEHOLDER.sub(sub, line) for line in lines]
 
 
-def _expand_tree(node: Any, file: str, path: str) -> Any:
-    if isinstance(node, str):
-        return expand(node, file=file, field=path or None)
-    if isinstance(node, list):
-        return [_expand_tree(v, file, f"{path}[{i}]") for i, v in enumerate(node)]
-    if isinstance(node, dict):
-        return {k: _expand_tree(v, file, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
-    return node
-
-
 def load_profile(path: str | Path) -> Profile:
-    """Read, `${VAR}`-expand and validate a profile; every problem is a one-line `UserError` naming file and field."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError("cluster profile not found", file=str(path))
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"not valid YAML: {e}", file=str(path)) from None
-    if not isinstance(raw, dict):
-        raise UserError("a cluster profile must be a YAML mapping", file=str(path))
-    raw = _expand_tree(raw, str(path), "")
-    try:
-        return Profile.model_validate(raw)
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or None
-        msg = err["msg"].removeprefix("Value error, ")
-        raise UserError(msg, file=str(path), field=field) from None
+    """Read, `${VAR}`-expand and validate a profile; every problem is a one-line `UserError` naming file and field
+    (`Profile.from_file`: `inherit:` and "did you mean" work as in recipes and mixtures)."""
+    return Profile.from_file(path)

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the Megatron blend (data-args file + JSON with fingerprint)",
         description="Resolve the mixture against the tokenized prefixes and write NAME.data-args.txt (for "
         "Megatron-LM --data-args-path: 'weight prefix' pairs, weights = tokens) and NAME.blend.json (for cptkit "
-        "train, with the fingerprint). Fails listing every prefix that is not tokenized.",
+        "train, with the fingerprint). Fails naming how many prefixes are not tokenized and the first few; the full "
+        "list is written to OUT_DIR/NAME.unusable-prefixes.txt.",
     )
     res.add_argument("file", help="mixture YAML")
     res.add_argument("-o", "--out-dir", default="blends", help="directory to write into (default: %(default)s)")
@@ -107,10 +108,13 @@ def _resolve(args: argparse.Namespace) -> int:
     from cptkit.mix.schema import load_mixture
 
     mixture = load_mixture(args.file)
-    blend = resolve(mixture)
+    out = Path(args.out_dir)
+    # Prefixes that are not usable: the error names the first few; the full list goes beside the blend (not in a
+    # dry run, which writes nothing).
+    missing_list = None if args.dry_run else out / f"{mixture.name}.unusable-prefixes.txt"
+    blend = resolve(mixture, missing_list)
     for w in summarize(mixture, plan(mixture))["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
-    out = Path(args.out_dir)
     if args.dry_run:
         sys.stdout.write(blend.data_args_text())
         print(f"fingerprint {blend.fingerprint}")

@@ -1,21 +1,16 @@
-"""The mixture field reference (docs/mixture.md), generated from the pydantic models' field descriptions.
+"""The mixture field reference (docs/mixture.md): this prose, and the field tables `cptkit.config.docgen` renders from
+the pydantic models' field descriptions.
 
 cptkit mix schema -o docs/mixture.md      # regenerate after changing a field; a test fails if the docs drift
 """
 
 from __future__ import annotations
 
-import enum
-import types
-import typing
-from typing import Any
-
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
+from cptkit.config.docgen import DocStyle, table
 from cptkit.mix.fim import FimSettings
-from cptkit.mix.schema import WARN_POINTS, Dataset, Group, Input, Mixture, Source, Tokenization, _percent, _tokens
+from cptkit.mix.schema import WARN_POINTS, Dataset, Group, Input, Mixture, Source, Tokenization
 
 MODELS: tuple[type[BaseModel], ...] = (Mixture, Group, Source, Dataset, Input, Tokenization, FimSettings)
 
@@ -56,6 +51,8 @@ cptkit mix check data_mix/demo.yaml --samples 2000 --seq-length 1024   # realize
   sha256 over (source, position, weight) and each prefix's `.idx` bytes. Paths are not part of it, so moving the data
   keeps it; changing a weight or re-tokenizing changes it. The trainer refuses to resume on a different fingerprint.
 - Unknown keys are errors (with the closest valid key suggested); every error is one line `FILE: FIELD: message`.
+- **`inherit: BASE.yaml`** (relative to the file) loads a base mixture and merges this one over it: mappings key by
+  key, lists (`sources`) replaced whole. Errors name the file that set the field.
 - Relative paths are taken from the current directory.
 
 ## Example
@@ -90,59 +87,12 @@ The shipped mixtures are complete examples: `data_mix/swallowcode_exp1.yaml` (�
 """
 
 
-def _type_name(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        names = [_type_name(a) for a in typing.get_args(annotation) if a is not type(None)]
-        return " or ".join(names)
-    if origin is typing.Annotated:
-        base, *meta = typing.get_args(annotation)
-        funcs = {getattr(m, "func", None) for m in meta}
-        if _tokens in funcs:
-            return "tokens"
-        if _percent in funcs:
-            return "percent"
-        return _type_name(base)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(f"`{v}`" for v in typing.get_args(annotation))
-    if origin is list:
-        return f"list of {_type_name(typing.get_args(annotation)[0])}"
-    if origin is dict:
-        return f"map of name → {_type_name(typing.get_args(annotation)[1])}"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return f"[{annotation.__name__}](#{annotation.__name__.lower()})"
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return "one of " + ", ".join(f"`{m.value}`" for m in annotation)
-    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(annotation, str(annotation))
-
-
-def _default(info: FieldInfo) -> str:
-    if info.is_required():
-        return "**required**"
-    value = info.default
-    if value is None or value is PydanticUndefined:
-        return "—"
-    if isinstance(value, enum.Enum):
-        value = value.value
-    if value == "":
-        return '`""`'
-    return f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
-
-
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+STYLE = DocStyle(none_default="—", or_null=False, constraints=False, link_models=True)
 
 
 def markdown() -> str:
     parts = [INTRO]
     for model in MODELS:
         doc = " ".join((model.__doc__ or "").split())
-        parts.append(
-            f"\n### {model.__name__}\n\n{doc}\n\n| field | type | default | description |\n|---|---|---|---|\n"
-        )
-        for name, info in model.model_fields.items():
-            # pydantic moves a required field's Annotated[...] validators into `metadata`: put them back.
-            annotation = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-            row = [f"`{name}`", _type_name(annotation), _default(info), _cell(info.description or "")]
-            parts.append("| " + " | ".join(row) + " |\n")
+        parts.append(f"\n### {model.__name__}\n\n{doc}\n\n" + table(model, STYLE))
     return "".join(parts)

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from cptkit.config import Section
 
 # role -> (token string, Llama-3 id, the reserved token it replaces). Read by the dataset and the HF export.
 LLAMA3_FIM_TOKENS: dict[str, tuple[str, int, str]] = {
@@ -32,7 +34,7 @@ LLAMA3_FIM_TOKENS: dict[str, tuple[str, int, str]] = {
 }
 
 
-class FimSettings(BaseModel):
+class FimSettings(Section):
     """Fill-in-the-middle for one source, applied when the trainer reads a sample (the tokenized data is not changed).
 
     A sample (`seq_length + 1` tokens) is cut at every end-of-document token into fragments; each fragment is
@@ -41,7 +43,7 @@ class FimSettings(BaseModel):
     number of workers or data-parallel ranks and after a resume.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     rate: float = Field(
         gt=0,

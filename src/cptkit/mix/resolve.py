@@ -279,24 +279,42 @@ def fingerprint(entries: tuple[BlendEntry, ...] | list[BlendEntry]) -> str:
     return hashlib.sha256(json.dumps(canon, separators=(",", ":")).encode()).hexdigest()
 
 
-def missing_error(mixture: Mixture, plans: list[SourcePlan]) -> UserError | None:
-    """One error listing every prefix that is not (completely) tokenized, or None."""
+# An error is one line: a mixture of 210 Common Crawl prefixes not tokenized yet made a 64,000-character one. It names
+# this many; the full list goes to a file.
+SHOWN_PREFIXES = 5
+
+
+def missing_error(
+    mixture: Mixture, plans: list[SourcePlan], list_file: str | os.PathLike | None = None
+) -> UserError | None:
+    """One error naming how many prefixes are not (completely) tokenized and the first few, or None.
+
+    With `list_file`, every one of them is written there (one `FIELD<TAB>PREFIX<TAB>PROBLEM` line each) and the error
+    says where; without, it says which command writes that list."""
     bad = [p for sp in plans for p in sp.prefixes if p.summary is None]
     if not bad:
         return None
-    listing = "; ".join(f"{p.field}: {p.prefix}: {p.problem}" for p in bad)
+    total = sum(len(sp.prefixes) for sp in plans)
+    listing = "; ".join(f"{p.field}: {p.prefix}: {p.problem}" for p in bad[:SHOWN_PREFIXES])
+    rest = len(bad) - SHOWN_PREFIXES
+    if rest > 0:
+        if list_file is not None:
+            atomic.write_text(list_file, "".join(f"{p.field}\t{p.prefix}\t{p.problem}\n" for p in bad))
+            listing += f"; and {rest} more (all {len(bad)} listed in {list_file})"
+        else:
+            listing += f"; and {rest} more (`cptkit mix resolve {mixture.file}` lists them all in a file)"
     return UserError(
-        f"{len(bad)} of {sum(len(sp.prefixes) for sp in plans)} prefixes are not usable: {listing} "
-        f"(run `cptkit tokenize {mixture.file}`)",
+        f"{len(bad)} of {total} prefixes are not usable: {listing} (run `cptkit tokenize {mixture.file}`)",
         file=mixture.file,
         field=bad[0].field if len(bad) == 1 else None,
     )
 
 
-def resolve(mixture: Mixture) -> ResolvedBlend:
-    """Resolve a loaded mixture; raises UserError listing ALL prefixes that are missing or broken."""
+def resolve(mixture: Mixture, missing_list: str | os.PathLike | None = None) -> ResolvedBlend:
+    """Resolve a loaded mixture; raises UserError counting ALL prefixes that are missing or broken (naming the first
+    few, and listing all of them in `missing_list` if given)."""
     plans = plan(mixture)
-    error = missing_error(mixture, plans)
+    error = missing_error(mixture, plans, missing_list)
     if error is not None:
         raise error
     conflict = tokenizer_conflict(plans)

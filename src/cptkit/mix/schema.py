@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field
 
+from cptkit.config import ConfigModel, Origins, Section
 from cptkit.mix.fim import FimSettings
 from cptkit.util.units import parse_tokens
 
@@ -49,8 +50,8 @@ Tokens = Annotated[int, BeforeValidator(_tokens)]
 Percent = Annotated[float, BeforeValidator(_percent)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(Section):
+    model_config = ConfigDict(frozen=True)
 
 
 class InputFormat(StrEnum):
@@ -186,8 +187,11 @@ class Group(_Strict):
     description: str = Field("", description="Free text shown by `mix show`.")
 
 
-class Mixture(_Strict):
+class Mixture(ConfigModel):
     """A data mixture: what one continual-pre-training run trains on."""
+
+    model_config = ConfigDict(frozen=True)
+    file_kind: ClassVar[str] = "mixture file"
 
     name: str = Field(min_length=1, description="Name of the mixture (used in run names and the blend file).")
     description: str = Field("", description="Free text: what this ablation changes and why.")
@@ -230,6 +234,12 @@ class Mixture(_Strict):
     @property
     def file(self) -> str:
         return self._file
+
+    def loaded(self, file: str, origin: Origins) -> None:
+        from cptkit.mix.validate import check_rules  # the rules between fields; validate.py imports this module
+
+        self._file = file
+        check_rules(self)
 
     def source_max_epochs(self, source: Source) -> float:
         return source.max_epochs if source.max_epochs is not None else self.max_epochs

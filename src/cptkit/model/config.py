@@ -7,22 +7,22 @@ exporter writes the right HF config.json. Torch-free: the launcher reads it on l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from cptkit.config import ConfigModel, Section
 from cptkit.errors import UserError
 from cptkit.util.atomic import write_json
 
 FILENAME = "cptkit_model.json"
 
 
-class RopeScaling(BaseModel):
+class RopeScaling(Section):
     """Llama-3.x frequency-dependent RoPE scaling (HF `rope_scaling` with `rope_type: llama3`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     rope_type: Literal["llama3"] = "llama3"
     factor: float = Field(gt=0, description="Scale applied to low-frequency components (8 for Llama-3.1, 32 for 3.2).")
@@ -35,10 +35,11 @@ class RopeScaling(BaseModel):
     original_max_position_embeddings: int = Field(8192, gt=0, description="Context length (tokens) before scaling.")
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(ConfigModel):
     """Architecture of a decoder-only model in megatron-core terms. Sizes are counts, lengths are tokens."""
 
-    model_config = ConfigDict(extra="forbid")
+    file_kind: ClassVar[str] = FILENAME
+    expand_variables: ClassVar[bool] = False  # written by cptkit: a `$` in hf_config is data, not a variable
 
     architecture: str = Field(description="Mapping spec name in convert/ (e.g. 'llama', 'qwen2').")
     num_layers: int = Field(gt=0, description="Transformer layers; 32 for Llama-3.1-8B.")
@@ -108,14 +109,7 @@ class ModelConfig(BaseModel):
                 f"no {FILENAME}: not a cptkit checkpoint (convert the HF model with `cptkit convert hf-to-mcore`)",
                 file=str(path),
             )
-        try:
-            return cls.model_validate(json.loads(path.read_text()))
-        except json.JSONDecodeError as e:
-            raise UserError(f"not valid JSON: {e}", file=str(path)) from None
-        except ValidationError as e:
-            err = e.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or None
-            raise UserError(err["msg"], file=str(path), field=field) from None
+        return cls.from_file(path)
 
 
 def pad_vocab_size(vocab_size: int, divisible_by: int = 128) -> int:

@@ -7,15 +7,19 @@ Megatron user can read a recipe without a glossary. Counts say their unit: `*_it
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator, model_validator
 
+from cptkit.config import ConfigModel, KeysOf, Origins, Section
+from cptkit.config.keys import known_keys as _known_keys
+from cptkit.model.config import ModelConfig
 from cptkit.util.units import parse_tokens
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+class _Section(Section):
+    model_config = ConfigDict(validate_default=True)
 
 
 class ModelSection(_Section):
@@ -28,7 +32,9 @@ class ModelSection(_Section):
         "loads its weights (no optimizer state, no RNG); later runs resume from the run's own checkpoints. "
         "null = random initialisation (tests, from-scratch runs).",
     )
-    config: dict[str, Any] | None = Field(
+    # A plain mapping (a partial shape is enough to plan; values are checked against the checkpoint at start), but
+    # its keys are ModelConfig's: a typo is refused at load time like any other key.
+    config: Annotated[dict[str, Any] | None, KeysOf(ModelConfig)] = Field(
         None,
         description="cptkit.model.ModelConfig fields. Needed when init_checkpoint is null; otherwise used to plan "
         "without the checkpoint (login node, CI) and checked against the checkpoint's cptkit_model.json at start.",
@@ -341,7 +347,7 @@ class LoggingSection(_Section):
     )
 
 
-class Recipe(_Section):
+class Recipe(ConfigModel):
     """Top-level keys. `data`, `training`, `optimizer` and `parallel` are required sections (in the file or inherited
     from its base); the others may be left out (every key has a default)."""
 
@@ -371,8 +377,25 @@ class Recipe(_Section):
     eval: EvalSection = Field(default_factory=EvalSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
 
+    model_config = ConfigDict(validate_default=True)
+    file_kind: ClassVar[str] = "recipe file"
+    merge_whole: ClassVar[frozenset[str]] = frozenset({"model.config"})  # a model shape is never half-inherited
+
     _source_file: str | None = PrivateAttr(None)
     _origin: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def on_inherit(cls, data: dict[str, Any], path: Path) -> None:
+        data.setdefault("name", path.stem)  # a recipe's name is its own, never its base's
+
+    @classmethod
+    def variables(cls, data: dict[str, Any]) -> dict[str, str]:
+        name = data.get("name")
+        return {"name": name} if isinstance(name, str) else {}  # `run_dir: runs/${name}`
+
+    def loaded(self, file: str, origin: Origins) -> None:
+        self._source_file = file
+        self._origin = dict(origin)
 
     @property
     def source_file(self) -> str | None:
@@ -400,12 +423,5 @@ class Recipe(_Section):
 
 
 def known_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> set[str]:
-    """Every dotted key the schema accepts (sections and leaves)."""
-    keys: set[str] = set()
-    for name, field in model.model_fields.items():
-        dotted = prefix + name
-        keys.add(dotted)
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys |= known_keys(ann, dotted + ".")
-    return keys
+    """Every dotted key the schema accepts (sections and leaves, and the ModelConfig keys of `model.config`)."""
+    return _known_keys(model, prefix)

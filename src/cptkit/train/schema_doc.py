@@ -1,5 +1,8 @@
 """The recipe field reference (docs/recipe.md), generated from the pydantic models in `cptkit.train.schema`.
 
+The tables are rendered by `cptkit.config.docgen` (the one schema → Markdown generator, shared with the mixture
+reference); this module holds the prose, the units and the order of the sections.
+
 Every key's type, constraints, default, unit and description come from the models (`Field(description=...)`, the
 section docstrings), so the reference cannot drift from the code; the prose that is not about one field is `PREAMBLE`.
 Torch-free, like the schema.
@@ -10,15 +13,14 @@ Torch-free, like the schema.
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
-from typing import Any
 
-import annotated_types as at
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
+from cptkit.config.docgen import DocStyle, cell, table
 from cptkit.model.config import ModelConfig, RopeScaling
 from cptkit.train.schema import Recipe
 
@@ -134,12 +136,16 @@ A recipe may start with `inherit: BASE.yaml` (relative to its own directory). Se
 `model.config` is replaced whole; a recipe's `name` is always its own (the file's stem unless given). Overrides on
 the command line, `key=value` with a dotted key, are merged last; the value is parsed as YAML (`1e-4`, `true`, `null`,
 `8B`) and checked by the schema, so `training.train_iters=abc` names the key. Unknown keys, in files or on the command
-line, are errors that suggest the closest known key (`training.train_iter` → `training.train_iters`). `${VAR}` and
-`${VAR:-default}` expand in path fields (`run_dir`, `model.init_checkpoint`, `data.mixture`, `data.cache_dir`,
-`checkpoint.dir`); `${name}` is the recipe's name; an unset variable without a default is an error.
+line, are errors that suggest the closest known key (`training.train_iter` → `training.train_iters`); that includes
+the keys of `model.config` (`model.config.num_layer` → `model.config.num_layers`). `${VAR}` and `${VAR:-default}`
+expand in every string value, e.g. the path fields (`run_dir`, `model.init_checkpoint`, `data.mixture`,
+`data.cache_dir`, `checkpoint.dir`); `${name}` is the recipe's name; `$$` is a literal `$`; an unset variable without
+a default is an error.
 
-The launcher (and anything on a login node) reads recipes with `cptkit.train.recipe.load_recipe(path, overrides)`,
-which imports neither torch nor megatron-core.
+The launcher (and anything on a login node) reads recipes with `cptkit.train.recipe.load_recipe(path, overrides)`
+(`Recipe.from_file`), which imports neither torch nor megatron-core. Mixtures, cluster profiles, mapping specs, eval
+suites and `cptkit_model.json` are read by the same config layer (`cptkit.config`), so `inherit:`, `${VAR}`,
+"did you mean" and the one-line `FILE: FIELD: message` errors work the same in all of them.
 
 ## Start, resume, stop
 
@@ -244,77 +250,6 @@ from; `null` (YAML) means unset. Units: *iterations* are optimizer steps (one gl
 """
 
 
-def _constraints(metadata: list[Any]) -> list[str]:
-    out = []
-    for m in metadata:
-        for cls, sign, attr in ((at.Gt, ">", "gt"), (at.Ge, "≥", "ge"), (at.Lt, "<", "lt"), (at.Le, "≤", "le")):
-            if isinstance(m, cls):
-                out.append(f"{sign} {getattr(m, attr):g}")
-        if isinstance(m, at.MinLen) and m.min_length == 1:
-            out.append("non-empty")
-    return out
-
-
-def _type_name(annotation: Any, tokens: bool = False) -> str:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(annotation)
-        names = [_type_name(a, tokens) for a in args if a is not type(None)]
-        return " or ".join(names) + (" or null" if type(None) in args else "")
-    if origin is typing.Annotated:
-        base, *meta = typing.get_args(annotation)
-        if typing.get_origin(base) in (typing.Union, types.UnionType):  # Field(ge=0) on `int | None`
-            inner = [a for a in typing.get_args(base) if a is not type(None)]
-            nullable = " or null" if len(inner) < len(typing.get_args(base)) else ""
-            return " or ".join(_type_name(typing.Annotated[(a, *meta)], tokens) for a in inner) + nullable
-        return " ".join([_type_name(base, tokens), *_constraints(meta)])
-    if origin is typing.Literal:
-        return "one of " + ", ".join(f"`{v}`" for v in typing.get_args(annotation))
-    if origin is dict:
-        return "map"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "map (table below)"
-    if tokens and annotation is int:
-        return "tokens"
-    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(annotation, str(annotation))
-
-
-def _yaml_value(value: Any) -> str:
-    if value is None:
-        return "`null`"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, float):
-        return f"`{value:g}`"
-    if value == "":
-        return '`""`'
-    if value == {}:
-        return "`{}`"
-    return f"`{value}`"
-
-
-def _default(info: FieldInfo) -> str:
-    if info.is_required():
-        return "**required**"
-    if info.default_factory is not None:
-        value = info.default_factory()
-        return "(section)" if isinstance(value, BaseModel) else _yaml_value(value)
-    return "—" if info.default is PydanticUndefined else _yaml_value(info.default)
-
-
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def _token_fields(model: type[BaseModel]) -> set[str]:
-    """Fields whose `mode="before"` validator parses token units ('50B'): their type is *tokens*."""
-    names: set[str] = set()
-    for dec in model.__pydantic_decorators__.field_validators.values():
-        if getattr(dec.func, "__name__", "") == "_tokens":
-            names.update(dec.info.fields)
-    return names
-
-
 def unit_of(key: str) -> str | None:
     """The unit of a numeric key; None if the schema does not say (a test requires every numeric key to have one)."""
     if key in UNITS:
@@ -364,7 +299,20 @@ def _description(key: str, model: type[BaseModel], info: FieldInfo) -> str:
         text = f"{text} {hf}".strip()
     if key == "model.config":
         text += " Its keys are in the `model.config` table below."
-    return _cell(text)
+    return cell(text)
+
+
+STYLE = DocStyle(none_default="`null`", or_null=True, constraints=True, link_models=False)
+COLUMNS = ("key", "type", "default", "unit", "description")
+
+
+def _cells(model: type[BaseModel], key: str, info: FieldInfo) -> dict[str, str]:
+    """The recipe reference's own cells: the unit column, HF key names in descriptions, model.config's type."""
+    unit = (unit_of(key) or "") if is_numeric(info) else ""
+    cells = {"unit": unit or "—", "description": _description(key, model, info)}
+    if key == "model.config":
+        cells["type"] = "map (ModelConfig fields)"
+    return cells
 
 
 def markdown() -> str:
@@ -378,13 +326,7 @@ def markdown() -> str:
                 where = f"{model.__name__}, in `cptkit_model.json` too"
             title = f"### `{prefix.rstrip('.')}` ({where})"
         doc = " ".join(f"{model.__doc__ or ''} {MODEL_NOTES.get(model.__name__, '')}".split())
-        parts.append(f"\n{title}\n\n{doc}\n\n| key | type | default | unit | description |\n|---|---|---|---|---|\n")
-        tokens = _token_fields(model)
-        for key, info in leaf_rows(prefix, model):
-            leaf = key.rsplit(".", 1)[-1]
-            annotation = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-            kind = "map (ModelConfig fields)" if key == "model.config" else _type_name(annotation, leaf in tokens)
-            unit = (unit_of(key) or "") if is_numeric(info) else ""
-            row = [f"`{key}`", kind, _default(info), unit or "—", _description(key, model, info)]
-            parts.append("| " + " | ".join(row) + " |\n")
+        rows = leaf_rows(prefix, model)
+        cells = functools.partial(_cells, model)
+        parts.append(f"\n{title}\n\n{doc}\n\n" + table(model, STYLE, columns=COLUMNS, fields=rows, cells=cells))
     return "".join(parts)
