@@ -153,6 +153,7 @@ def _common(
         "exports": _exports(profile),
         "launcher": profile.launcher,
         "kind": kind,
+        "cptkit": _cptkit(profile),  # templates that run cptkit themselves (the job-start network check)
     }
 
 
