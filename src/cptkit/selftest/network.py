@@ -92,7 +92,7 @@ def load_plugin(library: str | None = None) -> tuple[str | None, str | None, str
             name = ctypes.c_char_p.in_dll(lib, f"ncclNetPlugin_v{v}").value
         except ValueError:
             continue
-        path = _loaded_path(os.path.basename(library)) or library
+        path = os.path.realpath(library) if "/" in library else _loaded_path(library) or library
         return path, (name or b"?").decode(errors="replace"), None
     return library, None, "loads, but exports no ncclNetPlugin_vN symbol"
 
