@@ -44,6 +44,7 @@ def _run_checks(rank, world, workdir, broken):
     return [(r.check, r.status, r.summary) for r in rows]
 
 
+@pytest.mark.slow  # ~1-2 min each on a loaded 2-core machine
 @pytest.mark.parametrize("broken", [False, True])
 def test_cpu_dry_checks_pass_and_catch_a_broken_load(tmp_path, broken):
     from cptkit.backend.spawn import run_spawned
