@@ -83,3 +83,21 @@ def test_cpu_dry_end_to_end_table_json_and_exit_code(tmp_path):
     }
     assert doc["ok"] is True and doc["meta"]["world_size"] == 2
     assert "8 checks, 0 failed" in r.stdout and "anchor NeMo 24.09" in r.stdout
+
+
+def test_rerun_under_torchrun_keeps_every_option_for_cptkit():
+    """Started by hand, selftest re-runs itself under torchrun; torchrun's parser must leave our options alone (it
+    took `--nproc` for its own `--nproc-per-node` once)."""
+    import argparse
+
+    from torch.distributed.run import get_args_parser
+
+    from cptkit.selftest.cli import _torchrun
+
+    args = argparse.Namespace(workdir="/w", recipe="recipes/x.yaml", json="/w/s.json", only="versions,throughput",
+                              min_busbw_intra=100.0, min_busbw_inter=10.0, allreduce_mib=64, cpu_dry=True)  # fmt: skip
+    cmd = _torchrun(args, 4)
+    parsed = get_args_parser().parse_args(cmd[3:])
+    assert parsed.nproc_per_node == "4" and parsed.module and parsed.training_script == "cptkit.cli"
+    assert parsed.training_script_args == cmd[cmd.index("cptkit.cli") + 1 :]
+    assert ["--recipe", "recipes/x.yaml"] == parsed.training_script_args[3:5] and "--cpu-dry" in cmd

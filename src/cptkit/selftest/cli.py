@@ -78,6 +78,17 @@ def _main(args: argparse.Namespace) -> int:
 
         return run_worker(args)
     nproc = args.nproc or (2 if args.cpu_dry else torch.cuda.device_count())
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "cptkit.cli", *sys.argv[sys.argv.index("selftest"):]]  # fmt: skip
-    return subprocess.run(cmd, check=False).returncode
+    return subprocess.run(_torchrun(args, nproc), check=False).returncode
+
+
+def _torchrun(args: argparse.Namespace, nproc: int) -> list[str]:
+    """This command again under torchrun, one process per GPU. The options are rebuilt rather than copied from
+    sys.argv: torchrun's parser would take an abbreviation like `--nproc` for its own `--nproc-per-node`."""
+    child = ["selftest", "--workdir", args.workdir]
+    for flag, value in (("--recipe", args.recipe), ("--json", args.json), ("--only", args.only)):
+        if value:
+            child += [flag, value]
+    child += ["--min-busbw-intra", str(args.min_busbw_intra), "--min-busbw-inter", str(args.min_busbw_inter)]
+    child += ["--allreduce-mib", str(args.allreduce_mib)] + (["--cpu-dry"] if args.cpu_dry else [])
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    return [*run, "-m", "cptkit.cli", *child]
