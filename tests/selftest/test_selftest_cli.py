@@ -100,4 +100,4 @@ def test_rerun_under_torchrun_keeps_every_option_for_cptkit():
     parsed = get_args_parser().parse_args(cmd[3:])
     assert parsed.nproc_per_node == "4" and parsed.module and parsed.training_script == "cptkit.cli"
     assert parsed.training_script_args == cmd[cmd.index("cptkit.cli") + 1 :]
-    assert ["--recipe", "recipes/x.yaml"] == parsed.training_script_args[3:5] and "--cpu-dry" in cmd
+    assert parsed.training_script_args[3:5] == ["--recipe", "recipes/x.yaml"] and "--cpu-dry" in cmd
