@@ -28,6 +28,7 @@ STAGE_MODULES = (
     "cptkit.train.cli",  # train, plan
     "cptkit.launch.cli",  # launch, status
     "cptkit.eval.cli",  # eval, report
+    "cptkit.selftest.cli",  # selftest [network]
 )
 
 

@@ -93,11 +93,11 @@ def _join(lines: list[str]) -> str:
     return " \\\n    ".join(line for line in lines if line)
 
 
-def launch_command(profile: Profile, nodes: int, train_args: str) -> str:
-    """The line that starts one trainer process per GPU."""
+def launch_command(profile: Profile, nodes: int, train_args: str, subcommand: str = "train") -> str:
+    """The line that starts one trainer process per GPU (`subcommand`: another per-GPU cptkit command, `selftest`)."""
     launcher = profile.launcher
     extra = _q(launcher.extra_args)
-    trainer = f"{_container(profile, gpu=True)}{_cptkit(profile)} train {train_args}"
+    trainer = f"{_container(profile, gpu=True)}{_cptkit(profile)} {subcommand} {train_args}"
     if launcher.kind == "mpirun":
         exports = " ".join(
             f"-x {v}" for v in ["MASTER_ADDR", "MASTER_PORT", "PATH", "LD_LIBRARY_PATH", *launcher.export_env]
@@ -119,7 +119,7 @@ def launch_command(profile: Profile, nodes: int, train_args: str) -> str:
     return (
         "(trap '' USR1; exec "
         + _join([_container(profile, gpu=True) + head, extra, _cptkit(profile)])
-        + f" train {train_args})"
+        + f" {subcommand} {train_args})"
     )
 
 
@@ -153,6 +153,7 @@ def _common(
         "exports": _exports(profile),
         "launcher": profile.launcher,
         "kind": kind,
+        "cptkit": _cptkit(profile),  # templates that run cptkit themselves (the job-start network check)
     }
 
 

@@ -4,11 +4,12 @@
     cptkit launch tokenize data_mix/X.yaml --num-shards 64 --cluster launch/tsubame4.yaml --submit
     cptkit launch eval runs/X --suite ja --cluster launch/hyperpod.yaml --submit
     cptkit launch convert --cluster launch/slurm.yaml --submit mcore-to-hf runs/X/checkpoints/iter_0012500 hf/X
+    cptkit launch selftest --cluster launch/hyperpod.yaml --recipe recipes/swallowcode_exp1.yaml --submit
 
 Every target shares `--cluster`, `--walltime` and `--dry-run`/`--submit` (added by `cli.py`); a target's `build()`
 turns its arguments into `Job`s plus the directory their scripts, logs and `jobs.jsonl` go to.
 
-Extension point: a new target (`curate`, `selftest` and `release` are planned) is one `Target` subclass here —
+Extension point: a new target (`curate` and `release` are planned; `selftest` is one) is one `Target` subclass here —
 `add_arguments()` and `build()`, rendering its job with `render.render_task()` like tokenize/eval do — and its entry in
 `TARGETS`. The CLI, dry-run, submission, chaining and `cptkit status` need no change.
 """
@@ -192,4 +193,65 @@ class Convert(Target):
             )
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (Train(), Tokenize(), Convert(), Eval())}
+class Selftest(Target):
+    """`cptkit selftest` as jobs: one per node count (default 1 and 2 nodes: in-node and across-node NCCL), each
+    running one process per GPU through the profile's launcher, after the job-start network check."""
+
+    name = "selftest"
+    help = "GPU preflight (`cptkit selftest`) as jobs on 1 and 2 nodes: versions, TE, TP, bf16, resume, NCCL, MFU"
+    DEFAULT_WALLTIME = "00:30:00"  # the checks take a few minutes; a short job starts sooner
+
+    def add_arguments(self, p):
+        p.add_argument("--nodes", type=int, nargs="+", default=[1, 2], metavar="N", help="node counts (default 1 2)")
+        p.add_argument("--recipe", help="recipe the throughput check projects to (seq, micro batch, TP, run)")
+        p.add_argument("--work-dir", help="scripts, logs, scratch checkpoints and JSON (default: runs/selftest)")
+
+    def build(self, args, profile, *, walltime, workdir):
+        import shlex
+
+        from cptkit.launch import render, validate
+        from cptkit.launch.profile import format_walltime, walltime_seconds
+
+        for n in args.nodes:
+            positive("--nodes", n)
+        if len(set(args.nodes)) != len(args.nodes):
+            raise UserError(f"node counts repeat: {args.nodes}", field="--nodes")
+        if profile.max_nodes is not None and max(args.nodes) > profile.max_nodes:
+            raise UserError(
+                f"{max(args.nodes)} nodes exceeds the profile's max_nodes {profile.max_nodes}", field="--nodes"
+            )
+        if getattr(args, "walltime", None) is None:  # not given: short, within the site's limit
+            limit = walltime_seconds(profile.max_walltime)
+            walltime = format_walltime(min(walltime_seconds(self.DEFAULT_WALLTIME), limit))
+        validate.validate_walltime(profile, walltime)
+        if args.recipe:
+            validate.load_plan(args.recipe, [])  # a bad recipe fails now, not in the queue
+        work = self.work_dir(args, "runs/selftest")
+        log_dir = work / "logs"
+        jobs = []
+        for nodes in args.nodes:
+            run_dir = str((work / f"{nodes}n").absolute())
+            cli = ["--workdir", run_dir] + (["--recipe", args.recipe] if args.recipe else [])
+            world = nodes * profile.gpus_per_node
+            directives = profile.directives("train", nodes=nodes, walltime=walltime, world_size=world)
+            banner = [
+                f"cptkit selftest: {nodes} node(s) x {profile.gpus_per_node} GPUs = {world} GPUs on {profile.name}",
+                "Rendered by `cptkit launch selftest`. Exit 0: every check passed; 1: a check failed (see the table).",
+            ]
+            ctx = render._common(
+                profile, "selftest", workdir, str(log_dir.absolute()), f"selftest-{nodes}n", walltime, None,
+                directives, banner,
+            )  # fmt: skip
+            ctx.update(
+                run_dir=run_dir,
+                nodes=nodes,
+                gpus_per_node=profile.gpus_per_node,
+                launch_command=render.launch_command(profile, nodes, shlex.join(cli), subcommand="selftest"),
+            )
+            script = render._ENV.get_template("selftest.sh.j2").render(**ctx)
+            # The kind names the script file and the jobs.jsonl entry: one per node count.
+            jobs.append(render.Job(f"selftest-{nodes}n", f"selftest-{nodes}n", script))
+        return Launch(jobs, work, log_dir)
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (Train(), Tokenize(), Convert(), Eval(), Selftest())}

@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Resolve a recipe and print its plan; errors on any inconsistency.",
     )
     _common(plan)
+    plan.add_argument(
+        "--cluster", metavar="PROFILE", help="cluster profile (launch/*.yaml): warn if one job cannot finish the run"
+    )
+    plan.add_argument("--walltime", help="job walltime HH:MM:SS (default: the profile's default, else its maximum)")
+    plan.add_argument("--mfu", type=float, default=None, help="MFU to assume for the time estimate (default 0.40)")
     plan.set_defaults(func=_plan)
 
 
@@ -61,8 +66,37 @@ def _plan(args: argparse.Namespace) -> int:
     from cptkit.train.plan import make_plan
     from cptkit.train.recipe import load_recipe
 
-    print(make_plan(load_recipe(args.recipe, args.overrides)).render())
+    plan = make_plan(load_recipe(args.recipe, args.overrides))
+    print(plan.render())
+    if getattr(args, "cluster", None):
+        _walltime_note(plan, args)
     return 0
+
+
+def _walltime_note(plan, args: argparse.Namespace) -> None:
+    """`plan --cluster`: how long the run takes and whether it needs `--chain N` there."""
+    from cptkit.launch.profile import load_profile, walltime_seconds
+    from cptkit.train.plan import PLANNING_MFU, estimate_walltime
+
+    profile = load_profile(args.cluster)
+    walltime = args.walltime or profile.default_walltime or profile.max_walltime
+    try:
+        seconds = walltime_seconds(walltime)
+    except ValueError as e:
+        from cptkit.errors import UserError
+
+        raise UserError(str(e), field="--walltime") from None
+    est = estimate_walltime(
+        plan, seconds, lead_s=profile.checkpoint_lead_seconds, mfu=args.mfu if args.mfu is not None else PLANNING_MFU
+    )
+    print(
+        f"walltime          {est.run_seconds / 3600:,.1f} h at {est.mfu:.0%} MFU on {profile.name} "
+        f"({est.seconds_per_iteration:.2f} s/iteration); one {walltime} job trains {est.job_seconds / 3600:,.1f} h "
+        f"-> {est.jobs} job(s)"
+    )
+    warning = est.warning(walltime, profile.name)
+    if warning:
+        print(f"warning: {warning}")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -370,3 +370,44 @@ def estimate_memory(recipe: Recipe, shape: dict[str, Any], dp: int, accum: int) 
     activations = per_layer * stage_layers * in_flight
     logits = tokens * vocab / tp * (act_bytes + 4)  # output logits + the fp32 copy in the cross-entropy
     return MemoryEstimate(weights, grads, optimizer, activations, logits)
+
+
+# -- walltime: does one job finish the run? (`cptkit plan RECIPE --cluster PROFILE`) -----------------------------------
+# MFU assumed when nothing was measured: below NeMo 24.09's 59% anchor for Llama-3.1-8B on H100, because a continual
+# pre-training run also pays for checkpoint saves, validation and restarts. `cptkit selftest` measures the real one.
+PLANNING_MFU = 0.40
+
+
+@dataclass(frozen=True)
+class WalltimeEstimate:
+    seconds_per_iteration: float
+    run_seconds: float  # the whole run, start to end, at the assumed MFU
+    job_seconds: float  # what one job trains: walltime minus the checkpoint lead and start-up
+    jobs: int  # jobs of that walltime the run needs (`--chain N`)
+    mfu: float
+
+    def warning(self, walltime: str, cluster: str) -> str | None:
+        if self.jobs <= 1:
+            return None
+        return (
+            f"the run needs about {self.run_seconds / 3600:,.1f} h at {self.mfu:.0%} MFU "
+            f"({self.seconds_per_iteration:.2f} s/iteration), more than one {walltime} job on {cluster} "
+            f"can train: submit it as a chain, `cptkit launch train ... --chain {self.jobs}`"
+        )
+
+
+def estimate_walltime(
+    plan: Plan, walltime_s: int, *, lead_s: int = 0, startup_s: int = 900, mfu: float = PLANNING_MFU
+) -> WalltimeEstimate:
+    """Time of the run at `mfu` of the recipe's `logging.peak_tflops_per_gpu`, and how many jobs of `walltime_s` it
+    takes; each job loses `lead_s` (the checkpoint signal before the end) and `startup_s` (start-up, loading the
+    latest checkpoint, building the data index)."""
+    if not 0 < mfu <= 1:
+        raise UserError(f"MFU must be in (0, 1], got {mfu}", field="--mfu")
+    peak = plan.recipe.logging.peak_tflops_per_gpu * 1e12
+    per_iter = plan.flops_per_iteration / (plan.world_size * peak * mfu)
+    run = per_iter * plan.train_iters
+    per_job = walltime_s - lead_s - startup_s
+    if per_job <= 0:
+        raise UserError(f"a {walltime_s} s job has no time left to train after start-up and the checkpoint lead")
+    return WalltimeEstimate(per_iter, run, per_job, max(1, math.ceil(run / per_job)), mfu)

@@ -20,6 +20,8 @@ export FI_EFA_USE_DEVICE_RDMA="1"
 export FI_EFA_FORK_SAFE="1"
 export NCCL_SOCKET_IFNAME="^docker,lo,veth"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
-export LD_LIBRARY_PATH="/opt/amazon/efa/lib:/opt/aws-ofi-nccl/lib:${LD_LIBRARY_PATH}"
+export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
+export CPTKIT_NET_EXPECT="efa"
+export CPTKIT_ALLOW_SOCKET="0"
 
 srun --ntasks=1 --container-image=/fsx/images/cptkit.sqsh --container-mounts=/fsx:/fsx cptkit convert mcore-to-hf /scratch/cptkit/runs/swallowcode_exp1/checkpoints/iter_0012500 /scratch/hf/out

@@ -8,7 +8,6 @@
 #SBATCH --partition=dev
 #SBATCH --nodes=8
 #SBATCH --ntasks-per-node=8
-#SBATCH --gpus-per-node=8
 #SBATCH --exclusive
 #
 # cptkit training job: swallowcode_exp1 (recipes/swallowcode_exp1.yaml) on hyperpod
@@ -35,7 +34,9 @@ export FI_EFA_USE_DEVICE_RDMA="1"
 export FI_EFA_FORK_SAFE="1"
 export NCCL_SOCKET_IFNAME="^docker,lo,veth"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
-export LD_LIBRARY_PATH="/opt/amazon/efa/lib:/opt/aws-ofi-nccl/lib:${LD_LIBRARY_PATH}"
+export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
+export CPTKIT_NET_EXPECT="efa"
+export CPTKIT_ALLOW_SOCKET="0"
 
 # --- nodes: one hostfile line per node; rank 0's node is the rendezvous
 mkdir -p "$RUN_DIR/launch"
@@ -48,6 +49,10 @@ fi
 MASTER_ADDR=$(head -n 1 "$HOSTFILE" | cut -d ' ' -f 1)
 export MASTER_ADDR
 export MASTER_PORT=29500
+
+# --- network: every node must load the NCCL plugin for efa, else NCCL would silently use TCP sockets
+# (CPTKIT_ALLOW_SOCKET=1 lets the job run anyway). Prints the plugin each node loads.
+srun --ntasks="$NODES" --ntasks-per-node=1 --container-image=/fsx/images/cptkit.sqsh --container-mounts=/fsx:/fsx cptkit selftest network
 
 # --- pre-emption and walltime: the trainer saves a checkpoint on SIGUSR1 and exits 0
 SIGNALLED=

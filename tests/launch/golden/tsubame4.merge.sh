@@ -6,7 +6,6 @@
 #$ -S /bin/bash
 #$ -l h_rt=04:00:00
 #$ -l cpu_160=1
-#$ -g tga-example
 #
 # cptkit tokenization merge: data_mix/swallowcode_exp1.yaml
 # Rendered by `cptkit launch --tokenize`.
@@ -19,10 +18,12 @@ echo "cptkit: merge job $JOB_ID on $(hostname)"
 if ! command -v module >/dev/null 2>&1 && [[ -f /etc/profile.d/modules.sh ]]; then
   source /etc/profile.d/modules.sh
 fi
-module load cuda/12.1.0 cudnn/9.0.0 nccl/2.20.5 hpcx/2.17.1
+module load cuda/12.1.0 cudnn/9.0.0 nccl/2.20.5 openmpi/5.0.2-gcc
 source /home/user/cptkit/.venv/bin/activate
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export NCCL_IB_TIMEOUT="22"
 export NCCL_IB_QPS_PER_CONNECTION="8"
+export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
+export UB_SKIPMC="1"
 
 cptkit tokenize data_mix/swallowcode_exp1.yaml --merge

@@ -7,7 +7,6 @@
 #$ -l h_rt=04:00:00
 #$ -t 1-16
 #$ -l cpu_160=1
-#$ -g tga-example
 #
 # cptkit tokenization: data_mix/swallowcode_exp1.yaml, 16 shard(s), one array task each
 # Rendered by `cptkit launch --tokenize`; the merge job runs after every shard succeeded.
@@ -22,11 +21,13 @@ echo "cptkit: tokenize task $ARRAY_INDEX of $NUM_TASKS, job $JOB_ID on $(hostnam
 if ! command -v module >/dev/null 2>&1 && [[ -f /etc/profile.d/modules.sh ]]; then
   source /etc/profile.d/modules.sh
 fi
-module load cuda/12.1.0 cudnn/9.0.0 nccl/2.20.5 hpcx/2.17.1
+module load cuda/12.1.0 cudnn/9.0.0 nccl/2.20.5 openmpi/5.0.2-gcc
 source /home/user/cptkit/.venv/bin/activate
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export NCCL_IB_TIMEOUT="22"
 export NCCL_IB_QPS_PER_CONNECTION="8"
+export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
+export UB_SKIPMC="1"
 
 cptkit tokenize data_mix/swallowcode_exp1.yaml \
     --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"

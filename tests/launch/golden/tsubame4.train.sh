@@ -6,7 +6,6 @@
 #$ -S /bin/bash
 #$ -l h_rt=24:00:00
 #$ -l node_f=16
-#$ -g tga-example
 #
 # cptkit training job: swallowcode_exp1 (recipes/swallowcode_exp1.yaml) on tsubame4
 # 16 node(s) x 4 GPUs = 64 GPUs; TP 2 PP 1 CP 1 DP 32; global batch 512, micro batch 2, 12500 iterations
@@ -30,11 +29,13 @@ echo "cptkit: job $JOB_ID on $(hostname), resuming from iteration $(cat "$RUN_DI
 if ! command -v module >/dev/null 2>&1 && [[ -f /etc/profile.d/modules.sh ]]; then
   source /etc/profile.d/modules.sh
 fi
-module load cuda/12.1.0 cudnn/9.0.0 nccl/2.20.5 hpcx/2.17.1
+module load cuda/12.1.0 cudnn/9.0.0 nccl/2.20.5 openmpi/5.0.2-gcc
 source /home/user/cptkit/.venv/bin/activate
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export NCCL_IB_TIMEOUT="22"
 export NCCL_IB_QPS_PER_CONNECTION="8"
+export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
+export UB_SKIPMC="1"
 
 # --- nodes: one hostfile line per node; rank 0's node is the rendezvous
 mkdir -p "$RUN_DIR/launch"
@@ -64,7 +65,7 @@ WATCHDOG_PID=$!
 
 # --- train: one process per GPU
 mpirun -np "$NUM_GPUS" --npernode "$GPUS_PER_NODE" --hostfile "$HOSTFILE" \
-    -x MASTER_ADDR -x MASTER_PORT -x PATH -x LD_LIBRARY_PATH -x CUDA_DEVICE_MAX_CONNECTIONS -x NCCL_IB_TIMEOUT -x NCCL_IB_QPS_PER_CONNECTION \
+    -x MASTER_ADDR -x MASTER_PORT -x PATH -x LD_LIBRARY_PATH -x CUDA_DEVICE_MAX_CONNECTIONS -x NCCL_IB_TIMEOUT -x NCCL_IB_QPS_PER_CONNECTION -x TORCH_NCCL_AVOID_RECORD_STREAMS -x UB_SKIPMC \
     -bind-to none -map-by slot \
     cptkit train recipes/swallowcode_exp1.yaml &
 LAUNCH_PID=$!
