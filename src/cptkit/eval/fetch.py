@@ -7,6 +7,8 @@ For every split a task template names (see cptkit.eval.tasks), the source is, in
 - `cptkit.fetch.url`: one URL per split, read as `format` (`json`: a JSON array or JSON lines, the default;
   `squad`: SQuAD-style nested JSON flattened to one row per question, as JGLUE's JSQuAD; `niilc_xml`: NIILC's XML,
   rows `{question, answers}`). Plain files from the corpora's own repositories: no dataset script runs;
+- `cptkit.fetch.llmjp`: an llm-jp-eval 1.3.0 dataset, built from the raw files that version downloads with its own
+  preprocessing (train/dev/test split, prompts' input text; see cptkit.eval.llmjp);
 - `cptkit.fetch.sacrebleu`: the WMT test set through sacrebleu's own downloader, rows `{source, target}`;
 - otherwise the Hugging Face dataset the *included lm-eval template* reads (`dataset_path`, `dataset_name`), or the
   template's `cptkit.fetch.path`/`name`/`split`/`revision`; by default the split of the same name.
@@ -72,6 +74,8 @@ def _source(fetch: dict, upstream: dict, split: str, template: str) -> tuple[str
         return "url", (fetch["url"][split], fetch.get("format", "json"))
     if "sacrebleu" in fetch:
         return "sacrebleu", (fetch["sacrebleu"]["test_set"], fetch["sacrebleu"]["langpair"])
+    if "llmjp" in fetch:
+        return "llmjp", (fetch["llmjp"], split)
     path = fetch.get("path") or upstream.get("dataset_path")
     if not path:
         raise ValueError(f"template {template}: no dataset to fetch")  # a packaging bug
@@ -182,4 +186,18 @@ def _sacrebleu(test_set: str, langpair: str):
     return [{"source": s, "target": t} for s, t in zip(sources, references, strict=True)]
 
 
-_FETCHERS = {"hub": _hub, "url": _url, "sacrebleu": _sacrebleu}
+def _llmjp(name: str, split: str):
+    """llm-jp-eval 1.3.0's preprocessed samples, made from the raw files it downloads (cptkit.eval.llmjp)."""
+    from cptkit.eval import llmjp
+
+    if name not in _llmjp_cache:
+        raw = {}
+        for part, url in llmjp.RAW_URLS[name].items():
+            with urllib.request.urlopen(url, timeout=120) as response:
+                raw[part] = response.read().decode("utf-8")
+        _llmjp_cache[name] = llmjp.samples(name, raw)
+    return iter(_llmjp_cache[name][split])
+
+
+_llmjp_cache: dict[str, dict[str, list[dict]]] = {}
+_FETCHERS = {"hub": _hub, "url": _url, "sacrebleu": _sacrebleu, "llmjp": _llmjp}
