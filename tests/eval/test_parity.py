@@ -1,0 +1,117 @@
+"""cptkit's llm-jp-eval tasks against llm-jp-eval 1.3.0's own output (fixtures/parity/*.json, made by
+fixtures/make_parity_fixtures.py): the same samples from the same raw files, byte-identical prompts through lm-eval,
+the same predictions and char-F1 / exact-match scores. Runs in a few seconds:  pytest tests/eval/test_parity.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from cptkit.eval import llmjp
+from cptkit.eval import tasks as eval_tasks
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REFERENCE = json.loads((FIXTURES / "parity" / "llmjp.json").read_text(encoding="utf-8"))
+DATASETS = sorted(REFERENCE["datasets"])
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_parity_fixtures", FIXTURES / "make_parity_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rendered_requests(template: str, rows: dict[str, list[dict]], key: str, shots: int, tmp: Path, limit: int = 3):
+    """(context, generation kwargs) of the first `limit` documents, as lm-eval builds them from cptkit's YAML."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    root = tmp / "data"
+    for split, samples in rows.items():
+        path = root / key / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in samples), encoding="utf-8")
+    rendered = eval_tasks.render(eval_tasks.load_template(template), tmp / "tasks", root, shots=shots)
+    task = get_task_dict([rendered.entry], TaskManager(include_path=str(tmp / "tasks"), include_defaults=False))
+    task = task[rendered.entry]
+    task.build_all_requests(limit=limit, rank=0, world_size=1)
+    return task, [inst.args for inst in sorted(task.instances, key=lambda i: i.doc_id)]
+
+
+def cut(generated: str, until: list[str]) -> str:
+    """What lm-eval's generate_until returns: the text before the first stop string."""
+    for stop in until:
+        generated = generated.split(stop)[0]
+    return generated
+
+
+def test_thefuzz_is_fuzzywuzzys_token_sort_ratio():
+    # the issue's example, and the processing fuzzywuzzy does (Latin-1 letters dropped, punctuation split, rounding)
+    assert llmjp.char_f1("織田信長", "信長織田") == 0.5
+    assert llmjp.char_f1("Café au lait", "Cafe au lait") == 0.96
+    # a bag-of-characters F1 (cptkit's previous metric) would call this a perfect match: the fixture says 0.5
+    assert REFERENCE["pairs"][1]["char_f1"] == 0.5
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_samples_from_raw_files_match(name):
+    raw = _maker().llmjp_raw()[name]
+    assert llmjp.samples(name, raw) == REFERENCE["datasets"][name]["samples"]
+
+
+def test_a_changed_split_is_caught():
+    raw = _maker().llmjp_raw()["jemhopqa"]
+    broken = llmjp.samples("jemhopqa", {"train": raw["train"], "test": raw["test"]})
+    broken["train"] = broken["train"][::-1]  # e.g. shots taken unshuffled
+    assert broken != REFERENCE["datasets"]["jemhopqa"]["samples"]
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_prompts_and_generation_settings_match(name, tmp_path):
+    ref = REFERENCE["datasets"][name]
+    rows = {s: ref["samples"][s] for s in ("train", "test")}
+    _, requests = rendered_requests(name, rows, f"llm_jp_eval/{name}", ref["shots"], tmp_path)
+    assert [ctx for ctx, _ in requests] == ref["prompts"]
+    for _, gen in requests:
+        assert gen["until"] == ["\n\n"]
+        assert gen["max_gen_toks"] == ref["output_length"]
+        assert gen["do_sample"] is False
+    assert llmjp.DATASETS[name].metric == ref["metrics"][0]
+    assert (
+        llmjp.prompt(ref["instruction"], ref["samples"]["train"][: ref["shots"]], ref["samples"]["test"][0]["input"])
+        == ref["prompts"][0]
+    )
+
+
+def test_scores_match():
+    until = ["\n\n"]
+    for pair in REFERENCE["pairs"]:
+        generated = cut(pair["generated"], until)
+        doc = {"output": pair["gold"]}
+        assert llmjp.prediction(generated) == pair["pred"]
+        assert llmjp.process_results_exact(doc, [generated]) == {"exact_match": pair["exact_match"]}
+        assert llmjp.process_results_char_f1(doc, [generated]) == {"char_f1": pytest.approx(pair["char_f1"])}
+
+
+def test_the_old_stop_string_bug_fails_the_fixture(tmp_path):
+    """The issue's bug: few-shot answers after "\\n" and generation stopped at "\\n" left every prediction empty.
+
+    A model that follows the few-shot format continues the prompt the way its shots continue: the target delimiter,
+    the answer, then the next block. With cptkit's template that scores what llm-jp-eval scores; with the previous
+    settings (target_delimiter "\\n", until ["\\n"]) the same model scores 0.
+    """
+    ref = REFERENCE["datasets"]["jemhopqa"]
+    task, requests = rendered_requests("jemhopqa", {s: ref["samples"][s] for s in ("train", "test")},
+                                       "llm_jp_eval/jemhopqa", ref["shots"], tmp_path)  # fmt: skip
+    gold = ref["samples"]["test"][0]["output"]
+
+    def score(target_delimiter: str, until: list[str]) -> float:
+        following = f"{target_delimiter}{gold}\n\n### 入力:\n質問：…"
+        return llmjp.process_results_char_f1({"output": gold}, [cut(following, until)])["char_f1"]
+
+    assert score(task.config.target_delimiter, requests[0][1]["until"]) == 1.0
+    assert score("\n", ["\n"]) == 0.0
