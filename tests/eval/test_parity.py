@@ -115,3 +115,55 @@ def test_the_old_stop_string_bug_fails_the_fixture(tmp_path):
 
     assert score(task.config.target_delimiter, requests[0][1]["until"]) == 1.0
     assert score("\n", ["\n"]) == 0.0
+
+
+# ---- JP LM Evaluation Harness: WMT20 and MGSM ------------------------------------------------------------------------
+
+JP = json.loads((FIXTURES / "parity" / "jp_harness.json").read_text(encoding="utf-8"))
+
+
+def _wmt_rows(pair: str) -> list[dict]:
+    maker = _maker()
+    src, ref = (maker.WMT_EN, maker.WMT_JA) if pair == "en-ja" else (maker.WMT_JA, maker.WMT_EN)
+    return [{"source": s, "target": t} for s, t in zip(src, ref, strict=True)]
+
+
+@pytest.mark.parametrize("pair", ["en-ja", "ja-en"])
+def test_wmt20_prompts_and_bleu_match(pair, tmp_path):
+    from cptkit.eval import jp_harness
+
+    ref = JP["wmt20"][pair]
+    template = f"wmt20_{pair.replace('-', '')}"
+    rows = _wmt_rows(pair)
+    task, requests = rendered_requests(template, {"test": rows}, f"wmt20/{pair}", 4, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == ref["prompts"]  # in the harness's (shuffled) order
+    assert all(gen["until"] == ["\n"] and gen["max_gen_toks"] == 256 for _, gen in requests)
+    score = task.config.process_results
+    items = [score(doc, [pred])["bleu"] for doc, pred in zip(rows, ref["predictions"], strict=True)]
+    assert jp_harness.corpus_bleu(items) == pytest.approx(ref["bleu"], abs=1e-12)
+    # blind spots: without nagisa's word split (or with another shot order) the numbers are not the harness's
+    if pair == "en-ja":
+        unsplit = [(d["target"], p) for d, p in zip(rows, ref["predictions"], strict=True)]
+        assert jp_harness.corpus_bleu(unsplit) != pytest.approx(ref["bleu"], abs=1e-3)
+    other = jp_harness.contexts(rows, 4, None, lambda d: jp_harness.wmt_text(d, pair), jp_harness.wmt_target)
+    assert [c for _, c in other] == ref["prompts"]
+    rnd_seed, jp_harness.SEED = jp_harness.SEED, 0
+    try:
+        reseeded = jp_harness.contexts(rows, 4, None, lambda d: jp_harness.wmt_text(d, pair), jp_harness.wmt_target)
+    finally:
+        jp_harness.SEED = rnd_seed
+    assert [c for _, c in reseeded] != ref["prompts"]
+
+
+def test_mgsm_prompts_and_answers_match(tmp_path):
+    from cptkit.eval import jp_harness
+
+    maker = _maker()
+    ref = JP["mgsm"]
+    rows = {"train": maker.MGSM_TRAIN, "test": maker.MGSM_TEST}
+    task, requests = rendered_requests("mgsm_ja", rows, "mgsm/ja", 4, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == ref["prompts"]
+    assert all(gen["until"] == ["\n"] for _, gen in requests)
+    assert [str(jp_harness.extract_mgsm(p)) for p in ref["predictions"]] == ref["extracted"]
+    got = [task.config.process_results(d, [p])["acc"] for d, p in zip(maker.MGSM_TEST, ref["predictions"], strict=True)]
+    assert got == ref["acc"]

@@ -23,7 +23,8 @@ Two more `cptkit:` keys serve templates parametrised by a language (MultiPL-E):
       configure: {function: cptkit.eval.multipl_e.configure, language: "@LANG@"}   # called at render time
 
 `configure` is called as `function(cfg, files, **other_keys)` after the data is resolved and the suite's overrides are
-applied; it may complete the lm-eval config from the data (stop sequences) and check what the task needs to run.
+applied; it may complete the lm-eval config from the data (stop sequences) and check what the task needs to run. A
+function with an `out_dir` parameter gets the render directory, to write data it derives (prompts with their shots).
 
 Try it on a CPU machine:  cptkit eval some/hf_dir --suite quick --dry-run
 """
@@ -33,6 +34,7 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.resources
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,10 +178,13 @@ def _variant_template(name: str) -> Template | None:
     return None
 
 
-def _call_configure(spec: dict, cfg: dict, files: dict) -> None:
+def _call_configure(spec: dict, cfg: dict, files: dict, out_dir: Path) -> None:
     kwargs = dict(spec)
     module, _, function = kwargs.pop("function").rpartition(".")
-    getattr(importlib.import_module(module), function)(cfg, files, **kwargs)
+    fn = getattr(importlib.import_module(module), function)
+    if "out_dir" in inspect.signature(fn).parameters:  # it writes rendered data next to the task YAML
+        kwargs["out_dir"] = out_dir
+    fn(cfg, files, **kwargs)
 
 
 def _placeholders(value: str | dict) -> dict[str, str]:
@@ -252,7 +257,7 @@ def render(
             cfg["num_fewshot"] = shots
         cfg.update(copy.deepcopy(overrides or {}))
         if template.configure:
-            _call_configure(template.configure, cfg, files)
+            _call_configure(template.configure, cfg, files, out_dir)
         path = out_dir / f"{task}.yaml"
         path.write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, allow_unicode=True), encoding="utf-8")
         rendered.tasks.append(task)
