@@ -68,15 +68,33 @@ def test_tables_side_by_side(runs, tmp_path):
     out = tmp_path / "rep"
     assert main(["report", *map(str, runs), "--output", str(out)]) == 0
     md = (out / "en.md").read_text()
-    assert "| Run | Tokens (B) | OpenBookQA | GSM8K | Avg |" in md
-    assert "| run_a | 20.00 | 0.340 | 0.200 | 0.270 |" in md
-    assert "| run_b | 10.00 | 0.310 | 0.050 | 0.180 |" in md
+    assert "| Run | Iteration | Tokens | OpenBookQA | GSM8K | Avg |" in md
+    assert "| run_a | 20 | 20B | 0.3400 | 0.2000 | 0.2700 |" in md
+    assert "| run_b | 10 | 10B | 0.3100 | 0.0500 | 0.1800 |" in md
     final = md.split("last evaluated checkpoint of each run")[1]
-    assert "| run_a | 20.00 |" in final and "| run_b | 20.00 |" in final and "10.00" not in final
+    assert "| run_a | 20 | 20B |" in final and "| run_b | 20 | 20B |" in final and "10B" not in final
     rows = list(csv.reader((out / "en.csv").open()))
-    assert rows[0] == ["Run", "Tokens (B)", "OpenBookQA", "GSM8K", "Avg"]
-    assert [r[:2] for r in rows[1:]] == [["run_a", "10.00"], ["run_a", "20.00"], ["run_b", "10.00"], ["run_b", "20.00"]]
-    assert float(rows[4][4]) == pytest.approx((0.36 + 0.15) / 2)
+    assert rows[0] == ["Run", "Iteration", "Tokens", "OpenBookQA", "GSM8K", "Avg"]
+    assert [r[:3] for r in rows[1:]] == [
+        ["run_a", "10", "10B"],
+        ["run_a", "20", "20B"],
+        ["run_b", "10", "10B"],
+        ["run_b", "20", "20B"],
+    ]
+    assert float(rows[4][5]) == pytest.approx((0.36 + 0.15) / 2)
+
+
+def test_tokens_in_adaptive_units():
+    # a short run (8 iterations of 256 x 1024 tokens) must not read "0.00" as it did in B with 2 decimals
+    assert report.format_tokens(8 * 256 * 1024) == "2.097M"
+    assert [report.format_tokens(t) for t in (50 * 10**9, 1.5e12, 4096, 12, None)] == [
+        "50B",
+        "1.5T",
+        "4.096K",
+        "12",
+        "–",
+    ]
+    assert report.token_axis([3e6, 2e8]) == (1e6, "tokens trained (M)")
 
 
 def test_plots_hold_each_runs_series(runs, tmp_path):
@@ -87,8 +105,12 @@ def test_plots_hold_each_runs_series(runs, tmp_path):
     assert len(a.get_xdata()) == 20  # resumed iterations de-duplicated
     assert a.get_xdata()[-1] == 20.0  # tokens in B
     assert a.get_ydata()[-1] == pytest.approx(3.0 - 20 / 50 - 0.5)  # lm_loss, the resumed record
-    bench = report.plot_benchmark(loaded, "en", "GSM8K").axes[0].lines
+    ax = report.plot_benchmark(loaded, "en", "GSM8K").axes[0]
+    bench = ax.lines
     assert [list(line.get_ydata()) for line in bench] == [[0.10, 0.20], [0.05, 0.15]]
+    assert [list(line.get_xdata()) for line in bench] == [[10.0, 20.0], [10.0, 20.0]]
+    assert ax.get_ylabel() == "GSM8K: 4-shot Acc" and ax.get_xlabel() == "tokens trained (B)"
+    assert not ax.yaxis.get_major_formatter().get_useOffset()  # no "+0.3" offset in a corner
     avg = report.plot_benchmark(loaded, "en", "Avg").axes[0].lines
     assert [y for line in avg for y in line.get_ydata()] == pytest.approx([0.20, 0.27, 0.18, 0.255])
 

@@ -223,8 +223,8 @@ def test_sampled_humaneval_through_lm_eval(preferring_llama, tmp_path, monkeypat
     suite = tmp_path / "s.yaml"
     suite.write_text(
         "name: s\ntasks:\n"
-        f"  - {{column: P1, template: humaneval_sampled, shots: 0, metric: 'pass@1,all', limit: 1, {over}}}\n"
-        f"  - {{column: P10, template: humaneval_sampled, shots: 0, metric: 'pass@10,all', limit: 1, {over}}}\n"
+        f"  - {{column: P1, template: humaneval, shots: 0, metric: 'pass@1,all', limit: 1, {over}}}\n"
+        f"  - {{column: P10, template: humaneval, shots: 0, metric: 'pass@10,all', limit: 1, {over}}}\n"
     )
     runs = []
     real = lm_eval.simple_evaluate
@@ -232,9 +232,9 @@ def test_sampled_humaneval_through_lm_eval(preferring_llama, tmp_path, monkeypat
     out = tmp_path / "he.json"
     assert main(["eval", str(preferring_llama), "--suite", str(suite), "--device", "cpu", "--output", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert runs == [["cptkit_humaneval_sampled"]]
+    assert runs == [["cptkit_humaneval"]]
     assert doc["scores"] == {"P1": 0.0, "P10": 0.0}  # " yes yes ..." solves nothing
-    config = doc["tasks"]["P10"]["configs"]["cptkit_humaneval_sampled"]
+    config = doc["tasks"]["P10"]["configs"]["cptkit_humaneval"]
     assert config["repeats"] == 10 and config["generation_kwargs"]["temperature"] == 0.2
 
 

