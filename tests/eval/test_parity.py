@@ -14,6 +14,8 @@ import pytest
 from cptkit.eval import llmjp
 from cptkit.eval import tasks as eval_tasks
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # get_task_dict: kept for lm-eval < 0.4.13
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = json.loads((FIXTURES / "parity" / "llmjp.json").read_text(encoding="utf-8"))
 DATASETS = sorted(REFERENCE["datasets"])
@@ -26,18 +28,27 @@ def _maker():
     return module
 
 
-def rendered_requests(template: str, rows: dict[str, list[dict]], key: str, shots: int, tmp: Path, limit: int = 3):
-    """(context, generation kwargs) of the first `limit` documents, as lm-eval builds them from cptkit's YAML."""
-    from lm_eval.tasks import TaskManager, get_task_dict
-
-    root = tmp / "data"
+def write_rows(root: Path, key: str, rows: dict[str, list[dict]]) -> None:
     for split, samples in rows.items():
         path = root / key / f"{split}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in samples), encoding="utf-8")
-    rendered = eval_tasks.render(eval_tasks.load_template(template), tmp / "tasks", root, shots=shots)
-    task = get_task_dict([rendered.entry], TaskManager(include_path=str(tmp / "tasks"), include_defaults=False))
-    task = task[rendered.entry]
+
+
+def built_task(work: Path, name: str):
+    """An lm-eval task from rendered YAML, with the few-shot seed cptkit's runner gets from simple_evaluate (1234)."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    task = get_task_dict([name], TaskManager(include_path=str(work), include_defaults=False))[name]
+    task.set_fewshot_seed(seed=1234)
+    return task
+
+
+def rendered_requests(template: str, rows: dict[str, list[dict]], key: str, shots: int, tmp: Path, limit: int = 3):
+    """(context, generation kwargs) of the first `limit` documents, as lm-eval builds them from cptkit's YAML."""
+    write_rows(tmp / "data", key, rows)
+    rendered = eval_tasks.render(eval_tasks.load_template(template), tmp / "tasks", tmp / "data", shots=shots)
+    task = built_task(tmp / "tasks", rendered.entry)
     task.build_all_requests(limit=limit, rank=0, world_size=1)
     return task, [inst.args for inst in sorted(task.instances, key=lambda i: i.doc_id)]
 
@@ -167,3 +178,64 @@ def test_mgsm_prompts_and_answers_match(tmp_path):
     assert [str(jp_harness.extract_mgsm(p)) for p in ref["predictions"]] == ref["extracted"]
     got = [task.config.process_results(d, [p])["acc"] for d, p in zip(maker.MGSM_TEST, ref["predictions"], strict=True)]
     assert got == ref["acc"]
+
+
+# ---- lm-eval 0.4.2 with Swallow's tasks: GSM8K, BBH, MATH-500 ------------------------------------------------------
+
+EN = json.loads((FIXTURES / "parity" / "lm_eval_en.json").read_text(encoding="utf-8"))
+
+
+def test_gsm8k_prompts_match(tmp_path):
+    maker = _maker()
+    rows = {"train": maker.GSM8K_TRAIN, "test": maker.GSM8K_TEST}
+    _, requests = rendered_requests("gsm8k", rows, "gsm8k/main", 4, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == EN["gsm8k"]["prompts"]  # same 4 random train shots per question
+    assert requests[0][1]["until"] == EN["gsm8k"]["until"]
+
+
+def test_gsm8k_without_train_split_refuses_shots(tmp_path):
+    from cptkit.errors import UserError
+
+    write_rows(tmp_path / "data", "gsm8k/main", {"test": _maker().GSM8K_TEST})
+    with pytest.raises(UserError, match="gsm8k/main/train"):  # never silently 4 shots drawn from the test split
+        eval_tasks.render(eval_tasks.load_template("gsm8k"), tmp_path / "t", tmp_path / "data", shots=4)
+
+
+def test_bbh_prompts_match(tmp_path):
+    template = eval_tasks.load_template("bbh")
+    for subs in template.items():
+        name = subs["@ITEM@"]
+        docs = _maker().BBH_DOCS.get(name, [{"input": "x", "target": "y"}])
+        write_rows(tmp_path / "data", f"bbh/{name}", {"test": docs})
+    eval_tasks.render(template, tmp_path / "tasks", tmp_path / "data", shots=3)
+    for subtask, ref in EN["bbh"].items():
+        task = built_task(tmp_path / "tasks", f"cptkit_bbh_{subtask}")
+        task.build_all_requests(limit=None, rank=0, world_size=1)
+        ctx, gen = task.instances[0].args
+        assert ctx == ref["prompt"]
+        assert {k: gen[k] for k in ("until", "max_gen_toks")} == ref["generation_kwargs"]
+
+
+def test_bbh_group_is_weighted_by_size(tmp_path):
+    group = eval_tasks.load_template("bbh").expand["aggregate"][0]
+    assert group["weight_by_size"] is True  # lm-eval 0.4.2 weighted groups by size: the micro average
+
+
+def test_math500_prompts_answers_and_scores_match(tmp_path):
+    from cptkit.eval import math500
+
+    maker = _maker()
+    task, requests = rendered_requests("math500", {"test": maker.MATH500}, "math500", 4, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == EN["math500"]["prompts"]
+    assert requests[0][1]["until"] == ["Problem:", "</s>", "<|im_end|>", "I hope it is correct"]
+    docs = list(task.test_docs())
+    assert [d["answer"] for d in docs] == [d["answer"] for d in EN["math500"]["docs"]]
+    for case in EN["math500"]["scores"]:
+        got = math500.process_results(docs[case["doc"]], [case["generated"]])
+        assert got == {"exact_match": case["exact_match"]}, case
+    # not blind: lm-eval's own (newer) minerva scorer reads only the "final answer" sentence and misses a boxed one
+    from lm_eval.tasks.minerva_math import utils as minerva
+
+    boxed_only = " Two feet are $\\boxed{24}$ inches."
+    assert minerva.get_unnormalized_answer(boxed_only) == "[invalidanswer]"
+    assert math500.process_results(docs[1], [boxed_only]) == {"exact_match": 1}

