@@ -239,3 +239,30 @@ def test_math500_prompts_answers_and_scores_match(tmp_path):
     boxed_only = " Two feet are $\\boxed{24}$ inches."
     assert minerva.get_unnormalized_answer(boxed_only) == "[invalidanswer]"
     assert math500.process_results(docs[1], [boxed_only]) == {"exact_match": 1}
+
+
+# cptkit template, data keys of the fixture's splits
+MC_TEMPLATES = {
+    "openbookqa": ("openbookqa", "openbookqa/main", "cptkit_openbookqa"),
+    "hellaswag": ("hellaswag", "hellaswag", "cptkit_hellaswag"),
+    "triviaqa": ("triviaqa", "trivia_qa/rc.nocontext", "cptkit_triviaqa"),
+    "xwinograd_en": ("xwinograd_en", "xwinograd/en", "cptkit_xwinograd_en"),
+    "mmlu_anatomy": ("mmlu", "mmlu/anatomy", "cptkit_mmlu_anatomy"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MC_TEMPLATES))
+def test_lm_eval_requests_match(name, tmp_path):
+    """Contexts and continuations (or stop strings) of the first two documents, as lm-eval 0.4.2 built them."""
+    maker = _maker()
+    template, key, task_name = MC_TEMPLATES[name]
+    _, shots = maker.MC_TASKS[name]
+    write_rows(tmp_path / "data", key, maker._mc_rows()[name])
+    eval_tasks.render(eval_tasks.load_template(template), tmp_path / "tasks", tmp_path / "data", shots=shots)
+    task = built_task(tmp_path / "tasks", task_name)
+    task.build_all_requests(limit=2, rank=0, world_size=1)
+    got = [
+        [i.doc_id, *[a if isinstance(a, str) else a.get("until") for a in i.args]]
+        for i in sorted(task.instances, key=lambda i: (i.doc_id, i.idx))
+    ]
+    assert got == EN["requests"][name]

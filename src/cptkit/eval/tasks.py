@@ -258,6 +258,10 @@ def render(
         cfg["dataset_kwargs"] = {"data_files": {s: [str(p) for p in f.files] for s, f in files.items()}}
         if shots is not None:
             cfg["num_fewshot"] = shots
+        if str((cfg.get("fewshot_config") or {}).get("sampler", "")).startswith("cptkit_"):
+            from cptkit.eval import lm_eval_042
+
+            lm_eval_042.register_samplers()  # before lm-eval builds the task from this YAML
         cfg.update(copy.deepcopy(overrides or {}))
         if template.configure:
             _call_configure(template.configure, cfg, files, out_dir)
