@@ -266,3 +266,50 @@ def test_lm_eval_requests_match(name, tmp_path):
         for i in sorted(task.instances, key=lambda i: (i.doc_id, i.idx))
     ]
     assert got == EN["requests"][name]
+
+
+def test_squad2_best_exact_is_the_official_threshold_search():
+    from cptkit.eval.squad import _score, best_score
+
+    # (gold answers, prediction, P(unanswerable)); 2 of 4 unanswerable, the model always writes something
+    items = [
+        (["Paris"], "Paris", 0.1),  # right, confident it is answerable
+        ([], "Lyon", 0.2),  # unanswerable, answered anyway
+        (["1066"], "1067", 0.6),
+        ([], "Rome", 0.9),
+    ]
+    assert _score("exact", items) == 0.25  # seeds 000/001/004's `exact`: the empty gold is never produced
+    # thresholds: abstain on all -> 2/4; answer q1 -> 3/4 (best); + q2 -> 2/4; + q3 -> 2/4; + q4 -> 1/4
+    assert best_score("exact", items) == 0.75  # seed 003's `best_exact`
+    # not blind: the same answers in the other order of confidence cannot reach it
+    flipped = [(g, p, 1 - q) for g, p, q in items]
+    assert best_score("exact", flipped) == 0.5
+
+
+def test_santacoder_fim_prompts_truncation_and_exact_match(tmp_path):
+    """PSM/SPM layouts of the Future Code Ja card, its suffix truncation, bigcode's strip() exact match."""
+    from cptkit.eval import fim
+
+    doc = {
+        "prompt": "def add(a, b):\n",
+        "suffix": "\n    return c\n",
+        "canonical_solution": "    c = a + b",
+        "language": "py",
+    }
+    assert (
+        fim.prompt(doc, "psm")
+        == "<|fim_prefix|><|begin_of_text|>def add(a, b):\n<|fim_suffix|>\n    return c\n<|fim_middle|>"
+    )
+    assert (
+        fim.prompt(doc, "spm")
+        == "<|fim_prefix|><|fim_suffix|>\n    return c\n<|fim_middle|><|begin_of_text|>def add(a, b):\n"
+    )
+    # a model that goes on to rewrite the suffix is cut where the suffix starts; the rest must match exactly
+    assert fim.process_results(doc, ["    c = a + b\n    return c\n"]) == {"exact_match": 1.0}
+    assert fim.process_results(doc, ["    c = a + b<|endoftext|>junk"]) == {"exact_match": 1.0}
+    assert fim.process_results(doc, ["    c = a - b\n    return c\n"]) == {"exact_match": 0.0}
+    # without the truncation the first answer would not match: the check is not blind
+    assert "    c = a + b\n    return c\n".strip() != doc["canonical_solution"].strip()
+    rows = [doc, {**doc, "language": "js"}]
+    _, requests = rendered_requests("santacoder_fim_spm_py", {"test": rows}, "santacoder_fim", 0, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == [fim.prompt(doc, "spm")]  # only the py row

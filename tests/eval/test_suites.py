@@ -70,7 +70,21 @@ def fake_root(tmp_path: Path, suites: list[str]) -> Path:
 
 
 def test_shipped_suites_match_the_seed_tables():
-    assert shipped_suites() == ["code", "en", "ja", "quick"]
+    assert shipped_suites() == [
+        "code", "en", "future_code_ja", "ja", "quick", "swallow_v05_en", "swallow_v05_ja", "swallowcode", "swallowmath",
+    ]  # fmt: skip
+    # the seed tables' column order; SQuAD2.0 is best_exact in seed 003's table, plain exact in seeds 000/001
+    assert [t.column for t in load_suite("swallowmath").tasks][-4:] == ["HumanEval", "GSM8K", "BBH", "MATH"]
+    assert [t.column for t in load_suite("swallowcode").tasks][-2:] == ["HumanEval", "HumanEval+"]
+    squad = {
+        s: next(t.metric for t in load_suite(s).tasks if t.column == "SQuAD2.0")
+        for s in ("swallow_v05_en", "swallowcode")
+    }
+    assert squad == {"swallow_v05_en": "best_exact,none", "swallowcode": "exact,none"}
+    fcj = [t.column for t in load_suite("future_code_ja").tasks]
+    assert len(fcj) == 16 + 16 + 6 and fcj[-6:] == [
+        f"FIM-{m}-{lang}" for lang in ("py", "js", "java") for m in ("PSM", "SPM")
+    ]
     en, ja = load_suite("en"), load_suite("ja")
     assert [(t.column, t.shots) for t in en.tasks] == [
         ("OpenBookQA", 4), ("TriviaQA", 4), ("HellaSwag", 4), ("SQuAD2.0", 4), ("XWINO", 4),
