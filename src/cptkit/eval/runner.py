@@ -149,6 +149,8 @@ def evaluate(
                 "results": _jsonable(out["results"]),
                 "configs": _jsonable(out.get("configs", {})),
                 "data": r.data,
+                "comparable": not r.not_comparable,
+                "not_comparable": r.not_comparable,
             }
     values = [c["value"] for c in columns.values() if c["value"] is not None]
     return {
@@ -157,6 +159,7 @@ def evaluate(
         "suite_sha256": suite.sha256,
         "model": {"hf_dir": str(hf_dir), **(extra or {})},
         "scores": {k: c["value"] for k, c in columns.items()},
+        "not_comparable": {k: c["not_comparable"] for k, c in columns.items() if c["not_comparable"]},
         "average": sum(values) / len(values) if values else None,
         "backend": backend,
         "model_args": model_args,

