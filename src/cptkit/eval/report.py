@@ -5,6 +5,8 @@ For every suite found in the runs' `eval/iter_*/SUITE.json`:
                              benchmarks in the suite's (the seed table's) order and their average, 4 decimals as
                              the seeds print them; tokens in adaptive units (2.1M, 50B) so a short run does not
                              read "0.00"; runs side by side, one block of rows each
+                             `--reference`: the seed's published rows first (reference_scores.yaml, from the
+                             seed files), marked "(published)"
     SUITE_<column>.png       each benchmark against tokens trained, one line per run; the y axis names the metric
                              (the suite's label, e.g. "4-shot Char-F1"), no offset notation on either axis
 and from each run's `logs/metrics.jsonl`:
@@ -123,10 +125,30 @@ def suite_columns(runs: list[RunData], suite: str) -> tuple[list[str], dict[str,
     return columns, labels
 
 
-def table_rows(runs: list[RunData], suite: str) -> tuple[list[str], list[list]]:
+def reference_rows(suite: str, columns: list[str]) -> list[list]:
+    """The seed's published rows for `suite` (reference_scores.yaml), in the table's columns; [] when it has none."""
+    import importlib.resources
+
+    import yaml
+
+    text = (importlib.resources.files("cptkit.eval") / "reference_scores.yaml").read_text(encoding="utf-8")
+    published = yaml.safe_load(text)
+    entry = published.get(suite) or {}
+    entry = published.get(entry.get("same_as"), entry)
+    rows = []
+    for row in entry.get("rows", []):
+        values = [row["scores"].get(c) for c in columns]
+        # over the table's columns (the seed's own average covers its columns, which a table may not show all of)
+        avg = sum(values) / len(values) if values and all(v is not None for v in values) else None
+        tokens = format_tokens(row["tokens"]) if row.get("tokens") else "–"
+        rows.append([f"{row['name']} (published)", "–", tokens, *values, avg])
+    return rows
+
+
+def table_rows(runs: list[RunData], suite: str, *, reference: bool = False) -> tuple[list[str], list[list]]:
     columns, _ = suite_columns(runs, suite)
     header = ["Run", "Iteration", "Tokens", *columns, "Avg"]
-    rows = []
+    rows = reference_rows(suite, columns) if reference else []
     for run in runs:
         for doc in run.evals.get(suite, []):
             values = [_flagged(doc, c) for c in columns]
@@ -161,14 +183,14 @@ def _flagged(doc: dict, column: str):
     return NotComparable(value, tuple(reasons)) if value is not None and reasons else value
 
 
-def markdown_table(runs: list[RunData], suite: str) -> str:
-    header, rows = table_rows(runs, suite)
+def markdown_table(runs: list[RunData], suite: str, *, reference: bool = False) -> str:
+    header, rows = table_rows(runs, suite, reference=reference)
     _, labels = suite_columns(runs, suite)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     if any(labels.values()):
         lines.append("| | | | " + " | ".join(labels.get(c, "") for c in header[3:-1]) + " | |")
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    last = {row[0]: row for row in rows}  # rows are in ascending tokens per run: keep each run's last
+    last = {row[0]: row for row in rows if not str(row[0]).endswith("(published)")}  # each run's last checkpoint
     final = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     final += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in last.values()]
     note = "Avg is over all benchmarks of the suite; – = not evaluated (no average then)."
@@ -184,8 +206,8 @@ def markdown_table(runs: list[RunData], suite: str) -> str:
     )
 
 
-def csv_table(runs: list[RunData], suite: str) -> str:
-    header, rows = table_rows(runs, suite)
+def csv_table(runs: list[RunData], suite: str, *, reference: bool = False) -> str:
+    header, rows = table_rows(runs, suite, reference=reference)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -285,7 +307,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
 
 
-def make_report(paths: list[Path], out_dir: Path, *, suites: list[str] | None = None) -> list[Path]:
+def make_report(
+    paths: list[Path], out_dir: Path, *, suites: list[str] | None = None, reference: bool = False
+) -> list[Path]:
     runs = [load_run(p, n) for p, n in zip(paths, run_names(paths), strict=True)]
     found = sorted({s for r in runs for s in r.evals})
     chosen = [s for s in found if not suites or s in suites]
@@ -295,9 +319,9 @@ def make_report(paths: list[Path], out_dir: Path, *, suites: list[str] | None = 
     written: list[Path] = []
     for suite in chosen:
         written.append(out_dir / f"{_safe(suite)}.md")
-        write_text(written[-1], markdown_table(runs, suite))
+        write_text(written[-1], markdown_table(runs, suite, reference=reference))
         written.append(out_dir / f"{_safe(suite)}.csv")
-        write_text(written[-1], csv_table(runs, suite))
+        write_text(written[-1], csv_table(runs, suite, reference=reference))
         for column in [*suite_columns(runs, suite)[0], AVG]:
             written.append(out_dir / f"{_safe(suite)}_{_safe(column)}.png")
             save_png(plot_benchmark(runs, suite, column), written[-1])
