@@ -344,3 +344,25 @@ def test_humaneval_prompts_stops_and_pass_at_k_match(tmp_path):
         scores.append(code.score_completions(doc, completions, ks=(1, 10)))
     assert sum(s["pass@1"] for s in scores) / 2 == pytest.approx(BIGCODE["pass@1"])
     assert sum(s["pass@10"] for s in scores) / 2 == pytest.approx(BIGCODE["pass@10"])
+
+
+def test_bos_only_where_the_harness_added_it(tmp_path):
+    """bigcode tokenized prompts with the BOS; lm-eval 0.4.2, the JP harness and llm-jp-eval 1.3.0 did not."""
+    from cptkit.eval import runner
+
+    bos = "<|begin_of_text|>"
+    write_rows(tmp_path / "data", "xwinograd/en", {"test": _maker()._mc_rows()["xwinograd_en"]})
+    ref = REFERENCE["datasets"]["jemhopqa"]
+    write_rows(tmp_path / "data", "llm_jp_eval/jemhopqa", {s: ref["samples"][s] for s in ("train", "test")})
+    rendered = {}
+    for name in ("humaneval", "jemhopqa", "xwinograd_en"):
+        rendered[name] = eval_tasks.render(
+            eval_tasks.load_template(name), tmp_path / name, tmp_path / "data", shots=0, bos_token=bos
+        )
+    text = {name: r.files[0].read_text(encoding="utf-8") for name, r in rendered.items()}
+    assert f"doc_to_text: {bos}{{{{prompt}}}}" in text["humaneval"]
+    assert bos not in text["jemhopqa"] and bos not in text["xwinograd_en"]
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({"bos_token": {"content": bos}}))
+    assert runner.bos_text(model_dir) == bos

@@ -109,6 +109,7 @@ class Template:
     fetch: dict
     expand: dict | None
     configure: dict | None = None
+    bos: bool = False  # the harness tokenized the prompt with the model's BOS (see render)
 
     @property
     def task_names(self) -> list[str]:
@@ -153,7 +154,16 @@ def load_template(name: str) -> Template:
 def _template(name: str, path: Path, cfg: dict, meta: dict) -> Template:
     if "task" not in cfg or not meta.get("data"):
         raise ValueError(f"{path}: a template needs `task` and `cptkit.data`")  # a packaging bug, not a user error
-    return Template(name, path, cfg, meta["data"], meta.get("fetch") or {}, meta.get("expand"), meta.get("configure"))
+    return Template(
+        name,
+        path,
+        cfg,
+        meta["data"],
+        meta.get("fetch") or {},
+        meta.get("expand"),
+        meta.get("configure"),
+        bool(meta.get("bos")),
+    )
 
 
 def _variant_template(name: str) -> Template | None:
@@ -210,6 +220,16 @@ def _substitute(obj: Any, subs: dict[str, str]) -> Any:
     return obj
 
 
+def _prefix_bos(cfg: dict, bos: str) -> None:
+    """Start the whole prompt with the BOS text (lm-eval then adds no second one: it checks for a BOS prefix)."""
+    if cfg.get("description"):
+        cfg["description"] = bos + cfg["description"]
+    elif isinstance(cfg.get("doc_to_text"), str) and not isinstance(cfg["doc_to_text"], FunctionTag):
+        cfg["doc_to_text"] = bos + cfg["doc_to_text"]
+    else:
+        raise ValueError(f"task {cfg.get('task')}: no text prompt to start with BOS")  # a packaging bug
+
+
 def _planned_source(template: Template, subs: dict[str, str], split: str) -> list | None:
     """The source `fetch-data` would use for this split now (with the revision the template pins)."""
     from cptkit.eval import fetch as eval_fetch
@@ -239,7 +259,12 @@ def render(
     *,
     shots: int | None,
     overrides: dict | None = None,
+    bos_token: str | None = None,
 ) -> RenderedTask:
+    """Write the lm-eval YAML of one suite entry. `bos_token`: the model's BOS text, written at the start of the
+    prompt of templates marked `cptkit.bos: true` (bigcode-evaluation-harness tokenized with the BOS); the runner
+    loads the model with `add_bos_token=False`, as lm-eval 0.4.2, the JP harness and llm-jp-eval 1.3.0 (through
+    transformers 4.38's text-generation pipeline, `add_special_tokens=False`) ran."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = RenderedTask(template.entry_name, [])
     for subs in template.items():
@@ -282,6 +307,8 @@ def render(
         cfg.update(copy.deepcopy(overrides or {}))
         if template.configure:
             _call_configure(template.configure, cfg, files, out_dir)
+        if template.bos and bos_token:
+            _prefix_bos(cfg, bos_token)
         path = out_dir / f"{task}.yaml"
         path.write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, allow_unicode=True), encoding="utf-8")
         rendered.tasks.append(task)
