@@ -174,3 +174,13 @@ def test_reference_rows_from_the_seed_tables(runs, tmp_path):
     rows = report.reference_rows("swallowmath", ["MATH", "GSM8K"])
     assert rows[-1] == ["exp1 50B (published)", "–", "50B", 0.24, 0.5292, pytest.approx((0.24 + 0.5292) / 2)]
     assert report.reference_rows("no_such_suite", ["MATH"]) == []
+
+
+def test_known_differences_are_carried_into_results(tmp_path):
+    from cptkit.eval import tasks as eval_tasks
+
+    root = tmp_path / "data"
+    (root / "xlsum_ja").mkdir(parents=True)
+    (root / "xlsum_ja" / "test.jsonl").write_text(json.dumps({"text": "本文。", "summary": "要約"}) + "\n")
+    r = eval_tasks.render(eval_tasks.load_template("xlsum_ja"), tmp_path / "t", root, shots=0)
+    assert r.not_comparable and "JP harness" in r.not_comparable[0]

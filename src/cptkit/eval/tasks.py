@@ -110,6 +110,7 @@ class Template:
     expand: dict | None
     configure: dict | None = None
     bos: bool = False  # the harness tokenized the prompt with the model's BOS (see render)
+    not_comparable: str = ""  # a known difference from the seed's harness, carried into every result
 
     @property
     def task_names(self) -> list[str]:
@@ -163,6 +164,7 @@ def _template(name: str, path: Path, cfg: dict, meta: dict) -> Template:
         meta.get("expand"),
         meta.get("configure"),
         bool(meta.get("bos")),
+        meta.get("not_comparable", ""),
     )
 
 
@@ -267,6 +269,8 @@ def render(
     transformers 4.38's text-generation pipeline, `add_special_tokens=False`) ran."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = RenderedTask(template.entry_name, [])
+    if template.not_comparable:
+        rendered.not_comparable.append(f"{template.entry_name}: {template.not_comparable}")
     for subs in template.items():
         upstream = template.upstream(subs)
         cfg = _substitute(copy.deepcopy(template.config), subs)
