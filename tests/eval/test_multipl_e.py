@@ -247,7 +247,7 @@ def test_render_takes_stop_tokens_from_the_data_and_checks_it(tmp_path):
     fetch.write_jsonl(root / "multipl_e/humaneval-sh/test.jsonl", [SH_ADD, SH_UPPER])
     r = eval_tasks.render(eval_tasks.load_template("multipl_e_sampled_sh"), tmp_path / "t1", root, shots=0)
     cfg = yaml.safe_load(r.files[0].read_text().replace("!function", ""))
-    assert cfg["generation_kwargs"] == {"max_gen_toks": 512, "do_sample": True, "temperature": 0.2, "top_p": 0.95, "until": SH_STOP}  # fmt: skip
+    assert cfg["generation_kwargs"] == {"max_gen_toks": 512, "do_sample": True, "temperature": 0.2, "top_p": 0.95, "until": [*SH_STOP, "<file_sep>"]}  # fmt: skip
     assert (cfg["task"], cfg["repeats"]) == ("cptkit_multipl_e_sampled_sh", 10)
     # a suite's own `until` wins over the rows'
     over = {"generation_kwargs": {"until": ["\n\n"], "max_gen_toks": 8}}
@@ -261,6 +261,9 @@ def test_render_takes_stop_tokens_from_the_data_and_checks_it(tmp_path):
         eval_tasks.load_template("multipl_e")
 
 
+BIGCODE_REVISION = "d23b094346c5dbda1080a74bb2a24c18adbf7409"  # bigcode-evaluation-harness's multiple.py pin
+
+
 def test_fetch_data_exports_each_language_and_eval_reads_it_back(tmp_path, monkeypatch):
     suite = tmp_path / "s.yaml"
     suite.write_text(
@@ -269,8 +272,8 @@ def test_fetch_data_exports_each_language_and_eval_reads_it_back(tmp_path, monke
     )
     items = {i.key: i for i in fetch.plan([load_suite(str(suite))])}
     assert {k: (i.kind, i.args) for k, i in items.items()} == {
-        "multipl_e/humaneval-py/test": ("hub", ("nuprl/MultiPL-E", "humaneval-py", "test", None)),
-        "multipl_e/humaneval-sh/test": ("hub", ("nuprl/MultiPL-E", "humaneval-sh", "test", None)),
+        "multipl_e/humaneval-py/test": ("hub", ("nuprl/MultiPL-E", "humaneval-py", "test", BIGCODE_REVISION)),
+        "multipl_e/humaneval-sh/test": ("hub", ("nuprl/MultiPL-E", "humaneval-sh", "test", BIGCODE_REVISION)),
     }
     hub = {"humaneval-py": [PY_ADD, PY_EVENS], "humaneval-sh": [SH_ADD]}
     monkeypatch.setitem(fetch._FETCHERS, "hub", lambda path, name, split, revision=None: iter(hub[name]))
@@ -342,7 +345,10 @@ def test_through_lm_eval_with_the_tiny_model(preferring_llama, tmp_path):
     assert doc["scores"] == {"py": 0.5, "sh": 1.0, "py@1": 1.0, "py@10": 1.0}
     py = doc["tasks"]["py"]
     assert py["task"] == "cptkit_multipl_e_py" and py["n_samples"]["cptkit_multipl_e_py"]["effective"] == 2
-    assert py["configs"]["cptkit_multipl_e_py"]["generation_kwargs"]["until"] == PY_STOP  # from the rows
+    assert py["configs"]["cptkit_multipl_e_py"]["generation_kwargs"]["until"] == [
+        *PY_STOP,
+        "<file_sep>",
+    ]  # rows + bigcode's
     assert doc["tasks"]["sh"]["data"]["cptkit_multipl_e_sh"][0]["key"] == "multipl_e/humaneval-sh/test"
     assert doc["tasks"]["py@10"]["configs"]["cptkit_multipl_e_sampled_py"]["repeats"] == 10
     toolchain = doc["tasks"]["sh"]["configs"]["cptkit_multipl_e_sh"]["metadata"]["toolchain"]

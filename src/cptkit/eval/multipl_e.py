@@ -188,6 +188,7 @@ def configure(cfg: dict, files: dict, *, language: str) -> None:
             )
     generation = cfg.setdefault("generation_kwargs", {})
     if "until" not in generation:
-        generation["until"] = list(dict.fromkeys(s for row in rows for s in row["stop_tokens"]))
+        # bigcode-evaluation-harness adds "<file_sep>" to the rows' stop tokens
+        generation["until"] = list(dict.fromkeys([*(s for row in rows for s in row["stop_tokens"]), "<file_sep>"]))
     self_check(language)
     cfg.setdefault("metadata", {})["toolchain"] = toolchain_versions(language)  # lands in the results JSON

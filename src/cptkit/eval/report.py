@@ -1,9 +1,14 @@
 """`cptkit report RUN_DIR...`: the seed-style results tables and curves for one or more runs (ablations).
 
 For every suite found in the runs' `eval/iter_*/SUITE.json`:
-    SUITE.md, SUITE.csv      rows = (run, tokens trained in B) per evaluated checkpoint, columns = the suite's
-                             benchmarks and their average; runs side by side, one block of rows each
-    SUITE_<column>.png       each benchmark against tokens trained, one line per run
+    SUITE.md, SUITE.csv      rows = (run, iteration, tokens trained) per evaluated checkpoint, columns = the suite's
+                             benchmarks in the suite's (the seed table's) order and their average, 4 decimals as
+                             the seeds print them; tokens in adaptive units (2.1M, 50B) so a short run does not
+                             read "0.00"; runs side by side, one block of rows each
+                             `--reference`: the seed's published rows first (reference_scores.yaml, from the
+                             seed files), marked "(published)"
+    SUITE_<column>.png       each benchmark against tokens trained, one line per run; the y axis names the metric
+                             (the suite's label, e.g. "4-shot Char-F1"), no offset notation on either axis
 and from each run's `logs/metrics.jsonl`:
     loss.png, grad_norm.png  training loss (lm_loss when logged, else loss) and grad norm against tokens, one line per run
 
@@ -41,6 +46,28 @@ class RunData:
 def _tokens_b(doc: dict) -> float | None:
     tokens = doc.get("model", {}).get("consumed_tokens")
     return tokens / 1e9 if isinstance(tokens, int | float) else None
+
+
+_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
+
+
+def format_tokens(tokens: float | None) -> str:
+    """50_000_000_000 -> "50B", 2_097_152 -> "2.097M": 4 significant digits, the largest unit below the count."""
+    if tokens is None:
+        return "–"
+    for scale, unit in _UNITS:
+        if abs(tokens) >= scale:
+            return f"{tokens / scale:.4g}{unit}"
+    return f"{tokens:.0f}"
+
+
+def token_axis(values: list[float]) -> tuple[float, str]:
+    """(divisor, label) for plotting token counts: the unit of the largest value."""
+    top = max((abs(v) for v in values), default=0.0)
+    for scale, unit in _UNITS:
+        if top >= scale:
+            return scale, f"tokens trained ({unit})"
+    return 1.0, "tokens trained"
 
 
 def load_run(path: Path, name: str) -> RunData:
@@ -98,38 +125,78 @@ def suite_columns(runs: list[RunData], suite: str) -> tuple[list[str], dict[str,
     return columns, labels
 
 
-def table_rows(runs: list[RunData], suite: str) -> tuple[list[str], list[list]]:
-    columns, _ = suite_columns(runs, suite)
-    header = ["Run", "Tokens (B)", *columns, "Avg"]
+def reference_rows(suite: str, columns: list[str]) -> list[list]:
+    """The seed's published rows for `suite` (reference_scores.yaml), in the table's columns; [] when it has none."""
+    import importlib.resources
+
+    import yaml
+
+    text = (importlib.resources.files("cptkit.eval") / "reference_scores.yaml").read_text(encoding="utf-8")
+    published = yaml.safe_load(text)
+    entry = published.get(suite) or {}
+    entry = published.get(entry.get("same_as"), entry)
     rows = []
+    for row in entry.get("rows", []):
+        values = [row["scores"].get(c) for c in columns]
+        # over the table's columns (the seed's own average covers its columns, which a table may not show all of)
+        avg = sum(values) / len(values) if values and all(v is not None for v in values) else None
+        tokens = format_tokens(row["tokens"]) if row.get("tokens") else "–"
+        rows.append([f"{row['name']} (published)", "–", tokens, *values, avg])
+    return rows
+
+
+def table_rows(runs: list[RunData], suite: str, *, reference: bool = False) -> tuple[list[str], list[list]]:
+    columns, _ = suite_columns(runs, suite)
+    header = ["Run", "Iteration", "Tokens", *columns, "Avg"]
+    rows = reference_rows(suite, columns) if reference else []
     for run in runs:
         for doc in run.evals.get(suite, []):
-            tokens = _tokens_b(doc)
-            values = [doc.get("scores", {}).get(c) for c in columns]
-            present = [v for v in values if v is not None]
+            values = [_flagged(doc, c) for c in columns]
+            present = [v.value if isinstance(v, NotComparable) else v for v in values if v is not None]
             avg = sum(present) / len(present) if present and len(present) == len(values) else None
-            tokens_cell = f"{tokens:.2f}" if tokens is not None else f"iter {doc['model']['iteration']}"
-            rows.append([run.name, tokens_cell, *values, avg])
+            if avg is not None and any(isinstance(v, NotComparable) for v in values):
+                avg = NotComparable(avg, ("an averaged column is not comparable",))
+            tokens = doc["model"].get("consumed_tokens")
+            rows.append([run.name, doc["model"].get("iteration"), format_tokens(tokens), *values, avg])
     return header, rows
 
 
 def _cell(v) -> str:
     if v is None:
         return "–"
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    if isinstance(v, NotComparable):
+        return f"{v.value:.4f}*"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def markdown_table(runs: list[RunData], suite: str) -> str:
-    header, rows = table_rows(runs, suite)
+@dataclass(frozen=True)
+class NotComparable:
+    """A score computed on an offline stand-in (or another known difference): shown with "*" and the reason."""
+
+    value: float
+    reasons: tuple[str, ...]
+
+
+def _flagged(doc: dict, column: str):
+    value = doc.get("scores", {}).get(column)
+    reasons = (doc.get("not_comparable") or {}).get(column)
+    return NotComparable(value, tuple(reasons)) if value is not None and reasons else value
+
+
+def markdown_table(runs: list[RunData], suite: str, *, reference: bool = False) -> str:
+    header, rows = table_rows(runs, suite, reference=reference)
     _, labels = suite_columns(runs, suite)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     if any(labels.values()):
-        lines.append("| | | " + " | ".join(labels.get(c, "") for c in header[2:-1]) + " | |")
+        lines.append("| | | | " + " | ".join(labels.get(c, "") for c in header[3:-1]) + " | |")
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    last = {row[0]: row for row in rows}  # rows are in ascending tokens per run: keep each run's last
+    last = {row[0]: row for row in rows if not str(row[0]).endswith("(published)")}  # each run's last checkpoint
     final = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     final += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in last.values()]
     note = "Avg is over all benchmarks of the suite; – = not evaluated (no average then)."
+    reasons = sorted({r for row in rows for v in row if isinstance(v, NotComparable) for r in v.reasons})
+    if reasons:
+        note += " * = not comparable with the seed tables: " + "; ".join(reasons) + "."
     return (
         f"## {suite}\n\n"
         + "\n".join(lines)
@@ -139,27 +206,29 @@ def markdown_table(runs: list[RunData], suite: str) -> str:
     )
 
 
-def csv_table(runs: list[RunData], suite: str) -> str:
-    header, rows = table_rows(runs, suite)
+def csv_table(runs: list[RunData], suite: str, *, reference: bool = False) -> str:
+    header, rows = table_rows(runs, suite, reference=reference)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    writer.writerows(
+        [["" if v is None else (f"{v.value}*" if isinstance(v, NotComparable) else v) for v in row] for row in rows]
+    )
     return buf.getvalue()
 
 
 def _x_tokens(row: dict) -> float | None:
     tokens = row.get("consumed_tokens")
-    return tokens / 1e9 if isinstance(tokens, int | float) else None
+    return float(tokens) if isinstance(tokens, int | float) else None
 
 
 def training_series(run: RunData, key: str) -> tuple[list[float], list[float], str]:
-    """(x, y, x label) of one metric; x is tokens trained in B, or iterations when tokens are not logged."""
+    """(x, y, x label) of one metric; x is tokens trained, or iterations when tokens are not logged."""
     if key == "loss" and any("lm_loss" in r for r in run.metrics):
         key = "lm_loss"
     rows = [r for r in run.metrics if isinstance(r.get(key), int | float)]
     if rows and all(_x_tokens(r) is not None for r in rows):
-        return [_x_tokens(r) for r in rows], [float(r[key]) for r in rows], "tokens trained (B)"
+        return [_x_tokens(r) for r in rows], [float(r[key]) for r in rows], "tokens"
     return [float(r["iteration"]) for r in rows], [float(r[key]) for r in rows], "iteration"
 
 
@@ -171,17 +240,21 @@ def _figure(title: str, ylabel: str):
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
+    # plain tick labels: an offset ("+0.3" in a corner) or "1e10" hides the actual values a reader compares
+    ax.ticklabel_format(axis="both", style="plain", useOffset=False)
     return fig, ax
 
 
 def plot_training(runs: list[RunData], key: str):
     fig, ax = _figure(f"training {key.replace('_', ' ')}", key)
     colors = run_colors(runs)
-    xlabel = "tokens trained (B)"
+    series = {run.name: training_series(run, key) for run in runs}
+    by_tokens = all(kind == "tokens" for x, _, kind in series.values() if x)
+    scale, xlabel = token_axis([v for x, _, _ in series.values() for v in x]) if by_tokens else (1.0, "iteration")
     for run in runs:
-        x, y, xlabel = training_series(run, key)
+        x, y, _ = series[run.name]
         if x:
-            ax.plot(x, y, color=colors[run.name], label=run.name, linewidth=1.2)
+            ax.plot([v / scale for v in x], y, color=colors[run.name], label=run.name, linewidth=1.2)
     ax.set_xlabel(xlabel)
     if ax.lines:
         ax.legend()
@@ -198,19 +271,24 @@ def _score(doc: dict, column: str, columns: list[str]) -> float | None:
 
 
 def plot_benchmark(runs: list[RunData], suite: str, column: str):
-    fig, ax = _figure(f"{suite}: {column}", column)
+    columns, labels = suite_columns(runs, suite)
+    metric = labels.get(column) or ("mean of the columns" if column == AVG else "score")
+    fig, ax = _figure(f"{suite}: {column}", f"{column}: {metric}")
     colors = run_colors(runs)
-    columns = suite_columns(runs, suite)[0]
-    for run in runs:
-        points = [
-            (_tokens_b(d), _score(d, column, columns))
+    points = {
+        run.name: [
+            (d["model"]["consumed_tokens"], _score(d, column, columns))
             for d in run.evals.get(suite, [])
             if _tokens_b(d) is not None and _score(d, column, columns) is not None
         ]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, color=colors[run.name], label=run.name, marker="o", linewidth=1.5)
-    ax.set_xlabel("tokens trained (B)")
+        for run in runs
+    }
+    scale, xlabel = token_axis([x for p in points.values() for x, _ in p])
+    for run in runs:
+        if points[run.name]:
+            xs, ys = zip(*points[run.name], strict=True)
+            ax.plot([x / scale for x in xs], ys, color=colors[run.name], label=run.name, marker="o", linewidth=1.5)
+    ax.set_xlabel(xlabel)
     if ax.lines:
         ax.legend()
     return fig
@@ -229,7 +307,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
 
 
-def make_report(paths: list[Path], out_dir: Path, *, suites: list[str] | None = None) -> list[Path]:
+def make_report(
+    paths: list[Path], out_dir: Path, *, suites: list[str] | None = None, reference: bool = False
+) -> list[Path]:
     runs = [load_run(p, n) for p, n in zip(paths, run_names(paths), strict=True)]
     found = sorted({s for r in runs for s in r.evals})
     chosen = [s for s in found if not suites or s in suites]
@@ -239,9 +319,9 @@ def make_report(paths: list[Path], out_dir: Path, *, suites: list[str] | None = 
     written: list[Path] = []
     for suite in chosen:
         written.append(out_dir / f"{_safe(suite)}.md")
-        write_text(written[-1], markdown_table(runs, suite))
+        write_text(written[-1], markdown_table(runs, suite, reference=reference))
         written.append(out_dir / f"{_safe(suite)}.csv")
-        write_text(written[-1], csv_table(runs, suite))
+        write_text(written[-1], csv_table(runs, suite, reference=reference))
         for column in [*suite_columns(runs, suite)[0], AVG]:
             written.append(out_dir / f"{_safe(suite)}_{_safe(column)}.png")
             save_png(plot_benchmark(runs, suite, column), written[-1])

