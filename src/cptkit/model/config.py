@@ -73,14 +73,9 @@ class ModelConfig(ConfigModel):
     @property
     def num_parameters(self) -> int:
         """Parameters as trained (padded embedding rows included)."""
-        h, f, layers = self.hidden_size, self.ffn_hidden_size, self.num_layers
-        q = self.num_attention_heads * self.kv_channels
-        kv = 2 * self.num_query_groups * self.kv_channels
-        attn = h * (q + kv) + q * h + ((q + kv) if self.add_qkv_bias else 0)
-        mlp = 3 * h * f
-        per_layer = attn + mlp + 2 * h
-        embed = self.padded_vocab_size * h * (1 if self.tie_word_embeddings else 2)
-        return layers * per_layer + embed + h
+        from cptkit.model.shape import count_parameters
+
+        return count_parameters(self.model_dump(), vocab_size=self.padded_vocab_size)
 
     # -- megatron-core --------------------------------------------------------------------------------------------
     def to_mcore(self, recipe=None, **overrides: Any):

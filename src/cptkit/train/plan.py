@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cptkit.errors import UserError
+from cptkit.model.shape import count_parameters, layer_parameters
 from cptkit.train.schema import Recipe
 from cptkit.util.units import format_tokens
 
@@ -295,27 +296,6 @@ def _describe_model(shape: dict[str, Any]) -> str:
     )
 
 
-def _layer_params(shape: dict[str, Any]) -> tuple[int, int]:
-    """(TP-sharded, replicated) parameters of one transformer layer."""
-    h, f = shape["hidden_size"], shape["ffn_hidden_size"]
-    heads = shape["num_attention_heads"]
-    kv = shape.get("kv_channels") or h // heads
-    groups = shape.get("num_query_groups") or heads
-    qkv_out = (heads + 2 * groups) * kv
-    sharded = h * qkv_out + heads * kv * h + h * 2 * f + f * h
-    if shape.get("add_qkv_bias"):
-        sharded += qkv_out
-    return sharded, 2 * h
-
-
-def count_parameters(shape: dict[str, Any]) -> int:
-    """Llama-family parameter count (true vocabulary, as reported by HF)."""
-    sharded, replicated = _layer_params(shape)
-    h, v = shape["hidden_size"], shape["vocab_size"]
-    embeddings = v * h * (1 if shape.get("tie_word_embeddings") else 2)
-    return shape["num_layers"] * (sharded + replicated) + embeddings + h
-
-
 def flops_per_iteration(shape: dict[str, Any], global_batch_size: int, seq_length: int) -> float:
     """Model FLOPs of one training iteration (forward + backward = 3 x forward), as Megatron-LM counts them for
     Llama: GQA projections, causal-agnostic attention scores, SwiGLU MLP and the logit layer."""
@@ -341,7 +321,7 @@ def estimate_memory(recipe: Recipe, shape: dict[str, Any], dp: int, accum: int) 
     kv = shape.get("kv_channels") or h // heads
     groups = shape.get("num_query_groups") or heads
     vocab = shape.get("padded_vocab_size") or shape["vocab_size"]
-    sharded, replicated = _layer_params(shape)
+    sharded, replicated = layer_parameters(shape)
     layer_params = sharded / tp + replicated
     emb = vocab * h / tp
     stage_layers = L // pp

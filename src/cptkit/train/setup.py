@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
+from cptkit.config import user_error
 from cptkit.errors import UserError
 from cptkit.model.config import ModelConfig
 
@@ -44,9 +45,7 @@ def model_config_for(recipe) -> ModelConfig:
     try:
         return ModelConfig.model_validate(inline or {})
     except ValidationError as e:
-        err = e.errors()[0]
-        key = "model.config." + ".".join(str(p) for p in err["loc"])
-        raise UserError(err["msg"], file=recipe.file_of(key), field=key) from None
+        raise user_error(e, recipe.file_of, prefix=("model", "config")) from None
 
 
 def _norm(value):
