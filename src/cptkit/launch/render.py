@@ -179,7 +179,7 @@ def render_train(
     banner = [
         f"cptkit training job: {name} ({recipe_arg}) on {profile.name}",
         f"{nodes} node(s) x {profile.gpus_per_node} GPUs = {world} GPUs; {plan.layout()}",
-        f"Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; {sched.resume_note(lead)}.",
+        f"Rendered by `cptkit launch train`. Resumes from $RUN_DIR's latest checkpoint; {sched.resume_note(lead)}.",
     ]
     ctx = _common(profile, "train", workdir, f"{run_dir}/logs/jobs", name[:60], walltime, None, directives, banner)
     wall = walltime_seconds(walltime)
@@ -235,7 +235,7 @@ def render_tokenize(
         array_size=num_shards,
         banner=[
             f"cptkit tokenization: {mixture}, {num_shards} shard(s), one array task each",
-            "Rendered by `cptkit launch --tokenize`; the merge job runs after every shard succeeded.",
+            "Rendered by `cptkit launch tokenize`; the merge job runs after every shard succeeded.",
         ],
     )
     merge = render_task(
@@ -249,7 +249,7 @@ def render_tokenize(
         walltime=walltime,
         array_size=None,
         after="tokenize",
-        banner=[f"cptkit tokenization merge: {mixture}", "Rendered by `cptkit launch --tokenize`."],
+        banner=[f"cptkit tokenization merge: {mixture}", "Rendered by `cptkit launch tokenize`."],
     )
     return [shards, merge]
 
@@ -258,7 +258,7 @@ def render_convert(
     convert_args: list[str], profile: Profile, *, workdir: str, log_dir: str, walltime: str | None
 ) -> Job:
     command = f"{_task_prefix(profile, gpu=False)}{_cptkit(profile)} convert {_q(convert_args)}"
-    banner = [f"cptkit conversion (CPU): convert {' '.join(convert_args)}", "Rendered by `cptkit launch --convert`."]
+    banner = [f"cptkit conversion (CPU): convert {' '.join(convert_args)}", "Rendered by `cptkit launch convert`."]
     return render_task(
         profile,
         "convert",
@@ -284,7 +284,7 @@ def render_eval(
     )
     banner = [
         f"cptkit evaluation: suite {suite} on {num_iterations} checkpoint(s) of {run_dir}, one array task each",
-        "Rendered by `cptkit launch --eval`.",
+        "Rendered by `cptkit launch eval`.",
     ]
     return render_task(
         profile,

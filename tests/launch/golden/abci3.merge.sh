@@ -8,7 +8,7 @@
 #PBS -P gab00000
 #
 # cptkit tokenization merge: data_mix/swallowcode_exp1.yaml
-# Rendered by `cptkit launch --tokenize`.
+# Rendered by `cptkit launch tokenize`.
 set -eo pipefail
 
 cd /home/user/cptkit

@@ -8,7 +8,7 @@
 #SBATCH --cpus-per-task=32
 #
 # cptkit conversion (CPU): convert mcore-to-hf /scratch/cptkit/runs/swallowcode_exp1/checkpoints/iter_0012500 /scratch/hf/out
-# Rendered by `cptkit launch --convert`.
+# Rendered by `cptkit launch convert`.
 set -eo pipefail
 
 cd /home/user/cptkit

@@ -9,7 +9,7 @@
 #SBATCH --cpus-per-task=24
 #
 # cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/swallowcode_exp1, one array task each
-# Rendered by `cptkit launch --eval`.
+# Rendered by `cptkit launch eval`.
 set -eo pipefail
 
 cd /home/user/cptkit

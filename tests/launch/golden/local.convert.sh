@@ -1,7 +1,7 @@
 #!/bin/bash
 #
 # cptkit conversion (CPU): convert mcore-to-hf /scratch/cptkit/runs/tiny_cpu/checkpoints/iter_0012500 /scratch/hf/out
-# Rendered by `cptkit launch --convert`.
+# Rendered by `cptkit launch convert`.
 set -eo pipefail
 
 cd /home/user/cptkit

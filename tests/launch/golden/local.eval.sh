@@ -1,7 +1,7 @@
 #!/bin/bash
 #
 # cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/tiny_cpu, one array task each
-# Rendered by `cptkit launch --eval`.
+# Rendered by `cptkit launch eval`.
 set -eo pipefail
 
 cd /home/user/cptkit

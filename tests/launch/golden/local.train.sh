@@ -2,7 +2,7 @@
 #
 # cptkit training job: tiny_cpu (recipes/tiny_cpu.yaml) on local
 # 1 node(s) x 1 GPUs = 1 GPUs; TP 1 PP 1 CP 1 DP 1; global batch 8, micro batch 2, 30 iterations
-# Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; on SIGUSR1/SIGTERM it checkpoints; run it again to resume.
+# Rendered by `cptkit launch train`. Resumes from $RUN_DIR's latest checkpoint; on SIGUSR1/SIGTERM it checkpoints; run it again to resume.
 set -eo pipefail
 
 cd /home/user/cptkit

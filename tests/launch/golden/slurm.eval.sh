@@ -9,7 +9,7 @@
 #SBATCH --gpus-per-node=1
 #
 # cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/swallowcode_exp1, one array task each
-# Rendered by `cptkit launch --eval`.
+# Rendered by `cptkit launch eval`.
 set -eo pipefail
 
 cd /home/user/cptkit

@@ -13,7 +13,7 @@
 #
 # cptkit training job: swallowcode_exp1 (recipes/swallowcode_exp1.yaml) on slurm
 # 8 node(s) x 8 GPUs = 64 GPUs; TP 2 PP 1 CP 1 DP 32; global batch 512, micro batch 2, 12500 iterations
-# Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; on pre-emption or 300 s before the walltime it checkpoints and requeues itself.
+# Rendered by `cptkit launch train`. Resumes from $RUN_DIR's latest checkpoint; on pre-emption or 300 s before the walltime it checkpoints and requeues itself.
 set -eo pipefail
 
 cd /home/user/cptkit

@@ -9,7 +9,7 @@
 #$ -pe mpi 1
 #
 # cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/tiny_cpu, one array task each
-# Rendered by `cptkit launch --eval`.
+# Rendered by `cptkit launch eval`.
 set -eo pipefail
 
 cd /home/user/cptkit

@@ -7,7 +7,7 @@
 #SBATCH --cpus-per-task=1
 #
 # cptkit conversion (CPU): convert mcore-to-hf /scratch/cptkit/runs/tiny_cpu/checkpoints/iter_0012500 /scratch/hf/out
-# Rendered by `cptkit launch --convert`.
+# Rendered by `cptkit launch convert`.
 set -eo pipefail
 
 cd /home/user/cptkit

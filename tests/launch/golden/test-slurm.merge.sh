@@ -7,7 +7,7 @@
 #SBATCH --cpus-per-task=1
 #
 # cptkit tokenization merge: data_mix/swallowcode_exp1.yaml
-# Rendered by `cptkit launch --tokenize`.
+# Rendered by `cptkit launch tokenize`.
 set -eo pipefail
 
 cd /home/user/cptkit

@@ -8,7 +8,7 @@
 #SBATCH --cpus-per-task=1
 #
 # cptkit tokenization: data_mix/swallowcode_exp1.yaml, 16 shard(s), one array task each
-# Rendered by `cptkit launch --tokenize`; the merge job runs after every shard succeeded.
+# Rendered by `cptkit launch tokenize`; the merge job runs after every shard succeeded.
 set -eo pipefail
 
 cd /home/user/cptkit

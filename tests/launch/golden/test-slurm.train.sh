@@ -11,7 +11,7 @@
 #
 # cptkit training job: tiny_cpu (recipes/tiny_cpu.yaml) on test-slurm
 # 1 node(s) x 2 GPUs = 2 GPUs; TP 1 PP 1 CP 1 DP 2; global batch 8, micro batch 2, 30 iterations
-# Rendered by `cptkit launch`. Resumes from $RUN_DIR's latest checkpoint; on pre-emption or 30 s before the walltime it checkpoints and requeues itself.
+# Rendered by `cptkit launch train`. Resumes from $RUN_DIR's latest checkpoint; on pre-emption or 30 s before the walltime it checkpoints and requeues itself.
 set -eo pipefail
 
 cd /home/user/cptkit
