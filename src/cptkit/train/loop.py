@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cptkit.train.plan import make_plan
 from cptkit.train.trainer import COMPLETED, Trainer
 
 
@@ -50,7 +49,7 @@ def train(recipe) -> int:
     from cptkit.backend.dist import destroy, init_distributed, rank_info_from_env
 
     run_dir = Path(recipe.run_dir)
-    plan = make_plan(recipe, world_size=rank_info_from_env()[2])
+    plan = recipe.plan(world_size=rank_info_from_env()[2])
     done = completed_at(run_dir)
     if done is not None:
         if done == 0 or done >= plan.train_iters:

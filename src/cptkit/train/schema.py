@@ -109,6 +109,13 @@ class DataSection(_Section):
             raise ValueError("eod_token_id is required by reset_position_ids, reset_attention_mask and eod_mask_loss")
         return self
 
+    def build(self, recipe: Recipe, blend: Any, *, vocab_size: int, train_iters: int, cache_dir: str):
+        """The train and validation datasets this section configures, through the one builder `train` and `mix
+        check` share (train/data.py: BlendedMegatronDatasetBuilder over the resolved blend, FIM per source)."""
+        from cptkit.train.data import build_datasets
+
+        return build_datasets(recipe, blend, vocab_size=vocab_size, train_iters=train_iters, cache_dir=cache_dir)
+
 
 class TrainingSection(_Section):
     """Sequence length, batch sizes, the token budget and numerics. One iteration is one optimizer step over
@@ -309,6 +316,13 @@ class CheckpointSection(_Section):
         "checkpoint continues from it resumes from the pointer.",
     )
 
+    def build(self, recipe: Recipe, model_cfg: Any):
+        """The `Checkpointer` this section configures: interval, retention, signal saves, the latest pointer and
+        the checksums of every save (train/checkpointer.py)."""
+        from cptkit.train.checkpointer import Checkpointer
+
+        return Checkpointer(recipe, model_cfg)
+
 
 class EvalSection(_Section):
     """Validation loss during training, on the validation split of the same mixture (results in
@@ -345,6 +359,18 @@ class LoggingSection(_Section):
     loss_spike_factor: float = Field(
         1.5, gt=1, description="Warn when the loss exceeds this factor times the mean of the last 20 logged losses."
     )
+
+    def build(self, recipe: Recipe, *, enabled: bool, flops_per_iteration: float, world_size: int):
+        """The `MetricsLogger` this section configures (console, metrics.jsonl, TensorBoard, wandb)."""
+        from cptkit.train.metrics import MetricsLogger
+
+        return MetricsLogger(
+            recipe,
+            Path(recipe.run_dir),
+            enabled=enabled,
+            flops_per_iteration=flops_per_iteration,
+            world_size=world_size,
+        )
 
 
 class Recipe(ConfigModel):
@@ -416,6 +442,13 @@ class Recipe(ConfigModel):
         yield "data.mixture", self.data, "mixture"
         yield "data.cache_dir", self.data, "cache_dir"
         yield "checkpoint.dir", self.checkpoint, "dir"
+
+    def plan(self, world_size: int | None = None):
+        """The `Plan` of this recipe: the parallel section and the model shape → batch arithmetic, iterations and
+        memory (train/plan.py, the one owner of that arithmetic; `cptkit plan`, `train` and `launch` use it)."""
+        from cptkit.train.plan import make_plan
+
+        return make_plan(self, world_size=world_size)
 
     @property
     def checkpoint_dir(self) -> str:

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from cptkit.train import step as steps
-from cptkit.train.checkpointer import Checkpointer
 
 COMPLETED = "COMPLETED"
 NONFINITE_LIMIT = 5  # non-finite losses in a row before the run saves and stops
@@ -28,7 +27,6 @@ class Trainer:
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
         from cptkit.backend.dist import initialize_model_parallel
-        from cptkit.train.metrics import MetricsLogger
         from cptkit.train.recipe import resolved_yaml
         from cptkit.train.setup import build_train_state
         from cptkit.util.atomic import write_text
@@ -40,7 +38,7 @@ class Trainer:
         if self.rank0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text(self.run_dir / "recipe.resolved.yaml", resolved_yaml(recipe))
-        self.checkpointer = Checkpointer(recipe, prep.cfg)
+        self.checkpointer = recipe.checkpoint.build(recipe, prep.cfg)
         initialize_model_parallel(
             p.tensor_model_parallel_size, p.pipeline_model_parallel_size, p.context_parallel_size, t.seed
         )
@@ -48,9 +46,8 @@ class Trainer:
             self.checkpointer.verify(prep.point)  # every rank hashes its share of the files
         self.state = build_train_state(recipe, prep.cfg, prep.plan)
         self.iteration, self.consumed = self._load(prep)
-        self.logger = MetricsLogger(
+        self.logger = recipe.logging.build(
             recipe,
-            self.run_dir,
             enabled=self.rank0,
             flops_per_iteration=prep.plan.flops_per_iteration,
             world_size=info.world_size,
@@ -98,13 +95,13 @@ class Trainer:
     def _data(self):
         from megatron.core import parallel_state
 
-        from cptkit.train.data import Prefetcher, build_datasets
+        from cptkit.train.data import Prefetcher
 
         # The data position is a sample count: after a global-batch-size change the run needs
         # consumed + remaining iterations x the new GBS samples.
         total = self.consumed + (self.train_iters - self.iteration) * self.gbs
         cache_dir = self.recipe.data.cache_dir or str(self.run_dir / "data_cache")
-        datasets = build_datasets(
+        datasets = self.recipe.data.build(
             self.recipe,
             self.blend,
             vocab_size=self.cfg.padded_vocab_size,
