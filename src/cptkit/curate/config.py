@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cptkit.errors import UserError
 
@@ -140,14 +140,15 @@ class Pipeline(_Strict):
     stats: Stats = Stats()
     stages: list[Stage] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Pipeline:
+    @field_validator("stages")
+    @classmethod
+    def _unique_names(cls, stages: list) -> list:
         seen: set[str] = set()
-        for stage in self.stages:
+        for stage in stages:
             if stage.label in seen:
                 raise ValueError(f"stage name {stage.label!r} is used twice; give one a `name`")
             seen.add(stage.label)
-        return self
+        return stages
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -181,7 +182,7 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        raise UserError(err["msg"], file=path, field=field) from None
+        raise UserError(err["msg"].removeprefix("Value error, "), file=path, field=field) from None
     f = str(path)
     paths = [expand_vars(p, file=f, field=f"input.paths[{i}]") for i, p in enumerate(pipe.input.paths)]
     stages = [

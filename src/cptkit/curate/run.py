@@ -82,10 +82,8 @@ def check_plan(out: Path, the_plan: dict, file: str) -> None:
 
 
 def build_pipeline(pipe: Pipeline, the_plan: dict, out: Path) -> tuple[list, list]:
-    from datatrove.pipeline.writers.jsonl import JsonlWriter
-
     from cptkit.curate.readers import StrictJsonlReader, StrictParquetReader
-    from cptkit.curate.steps import build_step
+    from cptkit.curate.steps import build_step, jsonl_writer
     from cptkit.curate.tokens import TokenCounter
 
     meta = out / ".curate"
@@ -104,7 +102,7 @@ def build_pipeline(pipe: Pipeline, the_plan: dict, out: Path) -> tuple[list, lis
         build_step(s, staging=staging, journal_dir=str(meta / "journal"), tokens=tokens, bins=pipe.stats.bins)
         for s in pipe.stages
     ]
-    writer = JsonlWriter(staging, output_filename="data/${rank}.jsonl.gz", expand_metadata=True)
+    writer = jsonl_writer(staging, "data/${rank}.jsonl.gz")
     return [reader, _drop_token_cache, *steps, writer, Finalize(out, steps)], steps
 
 

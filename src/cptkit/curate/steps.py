@@ -34,6 +34,16 @@ from cptkit.curate.tokens import TokenCounter
 HISTOGRAMS = {"pylint_score": (0.0, 10.0), "comment_ratio": (0.0, 1.0), "sgcr_score": (0.0, 10.0)}
 
 
+def record_of(writer, doc: Document) -> dict:
+    """What a shard line holds: `text` and `id` always (datatrove's default adapter drops an empty text, which
+    would make an empty file's record unreadable downstream), then the record's fields at the top level."""
+    return {**doc.metadata, "text": doc.text, "id": doc.id}
+
+
+def jsonl_writer(folder: str, filename: str) -> JsonlWriter:
+    return JsonlWriter(folder, output_filename=filename, adapter=record_of)
+
+
 def pylint_version() -> str:
     from importlib.metadata import version
 
@@ -64,9 +74,7 @@ class CurateStep(PipelineStep):
         raise NotImplementedError
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        rejected = JsonlWriter(
-            self.staging, output_filename=f"rejected/{self.label}/${{rank}}.jsonl.gz", expand_metadata=True
-        )
+        rejected = jsonl_writer(self.staging, f"rejected/{self.label}/${{rank}}.jsonl.gz")
         journal = Journal(Path(self.journal_dir) / self.label / f"{rank:05d}.jsonl") if self.journaled else None
         seq = 0
         try:
