@@ -2,13 +2,15 @@
 
 Started by `cptkit.curate.sandbox.PylintSandbox`, never by hand in a pipeline; to try it:
     echo '["import os\\nprint(os.sep)\\n"]' > /tmp/batch.json
-    python -m cptkit.curate.pylint_worker /tmp/batch.json
+    python -m cptkit.curate.pylint_worker /tmp/batch.json [--keep-astroid-cache]
 
 Each file is written to its own temporary `.py` file and rated by pylint in this process with the public
 pipeline's arguments (`--persistent=n` and the disabled messages), so the output, and the score parsed from it,
 is what the public one-process-per-file invocation prints. What one process per batch saves is the interpreter
-start and the pylint/astroid import, which cost more than rating a typical file. Between files astroid's module
-cache is cleared: a file must not be rated with inferences cached from the previous one.
+start and the pylint/astroid import, and, with `--keep-astroid-cache`, astroid's parse of the standard-library and
+third-party modules the files import (each file gets a new module name, so nothing of one file is cached for the
+next; the benchmark and tests/curate/test_pylint.py check the scores equal the one-process-per-file ones). Without
+the flag the cache is cleared after every file.
 
 Before each file a `{"start": i}` line is printed, so the parent knows which file a timeout or a crash hit.
 """
@@ -29,6 +31,7 @@ def main(argv: list[str]) -> int:
 
     from cptkit.curate.checks import PYLINT_DISABLED, parse_pylint_score
 
+    keep_cache = "--keep-astroid-cache" in argv[1:]
     with open(argv[0], encoding="utf-8") as f:
         codes = json.load(f)
     out = sys.stdout
@@ -53,7 +56,8 @@ def main(argv: list[str]) -> int:
                 result = {"i": i, "score": None, "status": f"crash: {type(e).__name__}"}
             finally:
                 os.unlink(path)
-                MANAGER.clear_cache()
+                if not keep_cache:
+                    MANAGER.clear_cache()
             out.write(json.dumps(result) + "\n")
             out.flush()
     return 0

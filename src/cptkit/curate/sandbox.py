@@ -38,6 +38,14 @@ def _try_unshare_network() -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """A pipeline killed with SIGKILL cannot kill its worker: have the kernel do it (Linux PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class PylintResult:
     score: float | None  # pylint's own score, before the comment penalty
@@ -45,7 +53,14 @@ class PylintResult:
 
 
 class PylintSandbox:
-    def __init__(self, timeout_s: float = 120.0, memory_mb: int = 4096, isolate_network: bool = True):
+    def __init__(
+        self,
+        timeout_s: float = 120.0,
+        memory_mb: int = 4096,
+        isolate_network: bool = True,
+        keep_astroid_cache: bool = True,
+    ):
+        self.keep_astroid_cache = keep_astroid_cache
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.isolate_network = isolate_network
@@ -53,6 +68,7 @@ class PylintSandbox:
 
     def _preexec(self) -> None:
         os.setsid()  # own process group: a timeout kills pylint and anything it started
+        _die_with_parent()
         if self.memory_mb > 0:
             limit = self.memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -73,7 +89,8 @@ class PylintSandbox:
             batch_file = f.name
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cptkit.curate.pylint_worker", batch_file],
+            [sys.executable, "-m", "cptkit.curate.pylint_worker", batch_file]
+            + (["--keep-astroid-cache"] if self.keep_astroid_cache else []),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
