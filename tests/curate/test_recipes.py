@@ -40,7 +40,9 @@ def test_recipe_dry_runs(recipe, tmp_path, monkeypatch):
     assert f"output: {tmp_path}/curated/" in r.stdout and "1 " in r.stdout
     for stage in pipe.stages:
         assert f"{stage.label}: " in r.stdout
-    if any(hasattr(s, "engine") for s in pipe.stages):
+    assert ("nodes: GPU" in r.stdout) == pipe.needs_gpu == any(hasattr(s, "engine") for s in pipe.stages)
+    if pipe.needs_gpu:
+        assert pipe.gpus_per_shard in (4, 8) and f"{pipe.gpus_per_shard} GPU(s) per shard" in r.stdout
         assert "Llama-3.3-70B-Instruct" in r.stdout and "temperature: 0.2" in r.stdout and "top_p: 0.7" in r.stdout
 
 

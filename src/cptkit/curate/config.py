@@ -145,6 +145,16 @@ class Pipeline(_Strict):
     stats: Stats = Stats()
     stages: list[Stage] = Field(min_length=1)
 
+    @property
+    def needs_gpu(self) -> bool:
+        """Whether a shard of this pipeline runs an LLM (stages 3-4, math): GPU nodes; else CPU nodes suffice."""
+        return any(isinstance(s, _RewriteStage) for s in self.stages)
+
+    @property
+    def gpus_per_shard(self) -> int:
+        """GPUs one shard's vLLM engine uses (the largest tensor-parallel size of its stages; 0 for CPU-only)."""
+        return max((s.engine.tensor_parallel_size for s in self.stages if isinstance(s, _RewriteStage)), default=0)
+
     @field_validator("stages")
     @classmethod
     def _unique_names(cls, stages: list) -> list:

@@ -47,6 +47,9 @@ def describe(pipe: Pipeline, file: str, num_shards: int | None, shard_index: int
         lines.append(f"  ... {tasks - 4} more")
     if tasks > len(rel):
         lines.append(f"  note: {tasks - len(rel)} shard(s) get no file (more shards than input files)")
+    lines.append(
+        f"nodes: GPU, {pipe.gpus_per_shard} GPU(s) per shard (vLLM)" if pipe.needs_gpu else "nodes: CPU (no GPU needed)"
+    )
     lines.append("stages:")
     for i, s in enumerate(pipe.stages, 1):
         fields = {"py": python_version(), "thr": getattr(s, "threshold", None)}

@@ -99,7 +99,11 @@ class TransformersEngine(_Base):
         from transformers import AutoModelForCausalLM
 
         self.torch = torch
-        self.model = AutoModelForCausalLM.from_pretrained(cfg.model, local_files_only=True, torch_dtype=torch.float32)
+        import transformers
+
+        # `torch_dtype` was renamed `dtype` in transformers 4.56; the old name is deprecated in 5.x.
+        key = "dtype" if tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56) else "torch_dtype"
+        self.model = AutoModelForCausalLM.from_pretrained(cfg.model, local_files_only=True, **{key: torch.float32})
         self.model.eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:

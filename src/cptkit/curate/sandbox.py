@@ -40,10 +40,8 @@ def _try_unshare_network() -> bool:
 
 def _die_with_parent() -> None:
     """A pipeline killed with SIGKILL cannot kill its worker: have the kernel do it (Linux PR_SET_PDEATHSIG)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
