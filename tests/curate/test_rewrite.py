@@ -27,7 +27,7 @@ class ScriptedEngine:
     def render(self, messages):
         return "\n".join(m["content"] for m in messages)
 
-    def generate(self, conversations):
+    def generate(self, conversations, sampling):
         self.calls += 1
         if self.calls == self.die_on_call:
             raise RuntimeError("node lost")
@@ -49,7 +49,7 @@ def test_killed_rewrite_resumes_without_re_asking_or_duplicates(tmp_path, monkey
     pipe = write_pipeline(tmp_path, SGCR, extra="stats: {tokenizer: null}\n")
 
     dying = ScriptedEngine(die_on_call=3)  # batches of 3: 6 records answered and journaled, then the node dies
-    monkeypatch.setattr(engines, "build_engine", lambda cfg, sampling: dying)
+    monkeypatch.setattr(engines, "build_engine", lambda cfg: dying)
     with pytest.raises(RuntimeError, match="node lost"):
         curate(str(pipe))
     assert len(dying.asked) == 6
@@ -60,7 +60,7 @@ def test_killed_rewrite_resumes_without_re_asking_or_duplicates(tmp_path, monkey
         f.write('{"seq": 6, "id": "r6", "ans')  # torn line of a process killed mid-write: cut off, not trusted
 
     again = ScriptedEngine()
-    monkeypatch.setattr(engines, "build_engine", lambda cfg, sampling: again)
+    monkeypatch.setattr(engines, "build_engine", lambda cfg: again)
     r = curate(str(pipe))
     assert r.returncode == 0, r.stderr
     assert again.asked == [rec["text"] for rec in records[6:]]  # only what no journal line holds
@@ -80,7 +80,7 @@ def test_killed_rewrite_resumes_without_re_asking_or_duplicates(tmp_path, monkey
 def test_changed_input_under_a_journal_is_refused(tmp_path, monkeypatch):
     write_jsonl(tmp_path / "in" / "a.jsonl", _records(4))
     pipe = write_pipeline(tmp_path, SGCR, extra="stats: {tokenizer: null}\n")
-    monkeypatch.setattr(engines, "build_engine", lambda cfg, sampling: ScriptedEngine(die_on_call=2))
+    monkeypatch.setattr(engines, "build_engine", lambda cfg: ScriptedEngine(die_on_call=2))
     with pytest.raises(RuntimeError):
         curate(str(pipe))  # the first batch (3 records) is journaled, the second call dies
     write_jsonl(tmp_path / "in" / "a.jsonl", [{"id": "other", "text": "y = 2  # 0\n"}, *_records(4)[1:]])
@@ -90,7 +90,7 @@ def test_changed_input_under_a_journal_is_refused(tmp_path, monkeypatch):
 
 def test_scor_and_math_keep_rules(tmp_path, monkeypatch):
     class Fixed(ScriptedEngine):
-        def generate(self, conversations):
+        def generate(self, conversations, sampling):
             out = []
             for c in conversations:
                 u = c[-1]["content"]
@@ -105,7 +105,7 @@ def test_scor_and_math_keep_rules(tmp_path, monkeypatch):
         tmp_path / "in" / "a.jsonl",
         [{"id": k, "text": k} for k in ("short", "noblock", "def good_function(): return 42")],
     )
-    monkeypatch.setattr(engines, "build_engine", lambda cfg, sampling: Fixed())
+    monkeypatch.setattr(engines, "build_engine", lambda cfg: Fixed())
     stages = "  - kind: scor\n    engine: {model: /x}\n"
     assert curate(str(write_pipeline(tmp_path, stages, extra="stats: {tokenizer: null}\n"))).returncode == 0
     kept = read_shards(tmp_path / "out" / "data")
@@ -114,12 +114,12 @@ def test_scor_and_math_keep_rules(tmp_path, monkeypatch):
     assert [x["text"] for x in kept] == ["def good_function(): return 42\n"]  # first block + final newline
 
     class Math(ScriptedEngine):
-        def generate(self, conversations):
+        def generate(self, conversations, sampling):
             return [
                 "ok" if "tiny" in c[-1]["content"] else "The sum is 820.\n#### 820 " + "." * 40 for c in conversations
             ]
 
-    monkeypatch.setattr(engines, "build_engine", lambda cfg, sampling: Math())
+    monkeypatch.setattr(engines, "build_engine", lambda cfg: Math())
     math = tmp_path / "math"
     write_jsonl(
         math / "in" / "a.jsonl",
@@ -153,6 +153,7 @@ def test_tiny_model_runs_sgcr_then_scor_end_to_end_on_cpu(tmp_path, tiny_chat_mo
         assert all(isinstance(e["answer"], str) and e["answer"] for e in entries)  # the model really generated
     kept = read_shards(out / "data")
     assert sorted(x["id"] for x in kept) == sorted(x["id"] for x in records)  # annotate: nothing dropped
+    assert [c.model for c in engines._ENGINES].count(str(tiny_chat_model)) == 1  # SGCR and SCOR share the model
     stats = json.loads((out / "curate_stats.json").read_text())
     assert stats["stages"][0]["counts"]["generated"] == 5 and stats["stages"][0]["params"]["temperature"] == 0.2
     # a rerun asks nothing: both stages are complete
@@ -161,8 +162,8 @@ def test_tiny_model_runs_sgcr_then_scor_end_to_end_on_cpu(tmp_path, tiny_chat_mo
 
 
 def test_engine_rejects_a_non_local_model(tmp_path):
-    from cptkit.curate.config import Engine, Sampling
+    from cptkit.curate.config import Engine
     from cptkit.errors import UserError
 
     with pytest.raises(UserError, match=r"no config\.json"):
-        engines.build_engine(Engine(model=str(tmp_path), backend="transformers"), Sampling())
+        engines.build_engine(Engine(model=str(tmp_path), backend="transformers"))

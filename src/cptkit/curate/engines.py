@@ -8,8 +8,11 @@ model the test builds.
 
     from cptkit.curate.config import Engine, Sampling
     from cptkit.curate.engines import build_engine
-    engine = build_engine(Engine(model="/path/to/tiny", backend="transformers"), Sampling(max_new_tokens=8))
-    print(engine.generate([[{"role": "user", "content": "hi"}]]))
+    engine = build_engine(Engine(model="/path/to/tiny", backend="transformers"))
+    print(engine.generate([[{"role": "user", "content": "hi"}]], Sampling(max_new_tokens=8)))
+
+One engine per configuration and process: SGCR and SCOR in one pipeline share the 70B model (two vLLM instances
+would not fit in the GPUs' memory), each stage passing its own sampling settings.
 """
 
 from __future__ import annotations
@@ -35,13 +38,12 @@ def resolve_backend(cfg: Engine) -> str:
 class _Base:
     name = ""
 
-    def __init__(self, cfg: Engine, sampling: Sampling):
+    def __init__(self, cfg: Engine):
         if not Path(cfg.model, "config.json").is_file():
             raise UserError(
                 "not a local Hugging Face model directory (no config.json)", field="engine.model", file=cfg.model
             )
         self.cfg = cfg
-        self.sampling = sampling
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, local_files_only=True)
@@ -51,22 +53,19 @@ class _Base:
     def render(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def describe(self) -> dict:
-        return {"backend": self.name, "model": self.cfg.model, **self.sampling.model_dump()}
-
-    def generate_prompts(self, prompts: list[str]) -> list[str]:
+    def generate_prompts(self, prompts: list[str], sampling: Sampling) -> list[str]:
         raise NotImplementedError
 
-    def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
-        return self.generate_prompts([self.render(m) for m in conversations])
+    def generate(self, conversations: list[list[dict[str, str]]], sampling: Sampling) -> list[str]:
+        return self.generate_prompts([self.render(m) for m in conversations], sampling)
 
 
 class VllmEngine(_Base):
     name = "vllm"
 
-    def __init__(self, cfg: Engine, sampling: Sampling):
-        super().__init__(cfg, sampling)
-        from vllm import LLM, SamplingParams
+    def __init__(self, cfg: Engine):
+        super().__init__(cfg)
+        from vllm import LLM
 
         self.llm = LLM(
             model=cfg.model,
@@ -75,15 +74,17 @@ class VllmEngine(_Base):
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             max_model_len=cfg.max_model_len,
         )
-        self.params = SamplingParams(
+
+    def generate_prompts(self, prompts: list[str], sampling: Sampling) -> list[str]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_new_tokens,
             seed=sampling.seed,
         )
-
-    def generate_prompts(self, prompts: list[str]) -> list[str]:
-        outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [o.outputs[0].text or "" for o in outputs]
 
 
@@ -93,8 +94,8 @@ class TransformersEngine(_Base):
     name = "transformers"
     micro_batch = 8
 
-    def __init__(self, cfg: Engine, sampling: Sampling):
-        super().__init__(cfg, sampling)
+    def __init__(self, cfg: Engine):
+        super().__init__(cfg)
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -109,10 +110,10 @@ class TransformersEngine(_Base):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
-    def generate_prompts(self, prompts: list[str]) -> list[str]:
+    def generate_prompts(self, prompts: list[str], sampling: Sampling) -> list[str]:
         torch = self.torch
-        if self.sampling.seed is not None:
-            torch.manual_seed(self.sampling.seed)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
         texts: list[str] = []
         for i in range(0, len(prompts), self.micro_batch):
             # The chat template already holds the BOS token: do not add another.
@@ -122,10 +123,10 @@ class TransformersEngine(_Base):
             with torch.no_grad():
                 out = self.model.generate(
                     **enc,
-                    do_sample=self.sampling.temperature > 0,
-                    temperature=self.sampling.temperature or None,
-                    top_p=self.sampling.top_p,
-                    max_new_tokens=self.sampling.max_new_tokens,
+                    do_sample=sampling.temperature > 0,
+                    temperature=sampling.temperature or None,
+                    top_p=sampling.top_p,
+                    max_new_tokens=sampling.max_new_tokens,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
             new = out[:, enc["input_ids"].shape[1] :]
@@ -133,12 +134,22 @@ class TransformersEngine(_Base):
         return texts
 
 
-def build_engine(cfg: Engine, sampling: Sampling) -> _Base:
+_ENGINES: dict[Engine, _Base] = {}
+
+
+def build_engine(cfg: Engine) -> _Base:
+    """The engine for `cfg`, built once per process (stages with the same engine settings share it)."""
+    if cfg not in _ENGINES:
+        _ENGINES[cfg] = _build(cfg)
+    return _ENGINES[cfg]
+
+
+def _build(cfg: Engine) -> _Base:
     backend = resolve_backend(cfg)
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise UserError(
                 "backend vllm, but vllm is not installed (pip install vllm on the GPU nodes)", field="engine.backend"
             )
-        return VllmEngine(cfg, sampling)
-    return TransformersEngine(cfg, sampling)
+        return VllmEngine(cfg)
+    return TransformersEngine(cfg)

@@ -41,7 +41,7 @@ class RewriteStep(CurateStep):
         if self._engine is None:
             from cptkit.curate.engines import build_engine
 
-            self._engine = build_engine(self.stage.engine, self.stage.sampling)
+            self._engine = build_engine(self.stage.engine)
         return self._engine
 
     def messages(self, text: str) -> list[dict[str, str]]:
@@ -74,7 +74,7 @@ class RewriteStep(CurateStep):
                 else:
                     to_generate.append(k)
             if to_generate:
-                outs = self.engine().generate([self.messages(batch[k].text) for k in to_generate])
+                outs = self.engine().generate([self.messages(batch[k].text) for k in to_generate], self.stage.sampling)
                 new += [
                     {"seq": first_seq + k, "id": batch[k].id, "answer": out}
                     for k, out in zip(to_generate, outs, strict=True)
