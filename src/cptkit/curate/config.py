@@ -57,10 +57,11 @@ class PylintStage(_Stage):
     timeout_s: float = Field(120.0, gt=0, description="Seconds pylint may spend on one file before it is dropped.")
     memory_mb: int = Field(4096, ge=0, description="Address-space limit of the pylint process (0: none).")
     isolate_network: bool = Field(True, description="Run pylint in a network namespace with no interfaces.")
-    keep_astroid_cache: bool = Field(
-        True,
-        description="Keep astroid's parsed library modules between the files of a batch (same scores, less CPU); "
-        "false clears it after every file.",
+    astroid_state: Literal["fresh", "cleared", "shared"] = Field(
+        "fresh",
+        description="How each file of a batch starts: `fresh` (fork per file from a warmed-up worker: the scores of "
+        "one pylint process per file), `cleared` (clear astroid's caches between files: same scores), `shared` "
+        "(keep them: faster, but a file can change another's score; not for reproducing the paper).",
     )
 
 

@@ -56,9 +56,9 @@ class PylintSandbox:
         timeout_s: float = 120.0,
         memory_mb: int = 4096,
         isolate_network: bool = True,
-        keep_astroid_cache: bool = True,
+        astroid_state: str = "fresh",
     ):
-        self.keep_astroid_cache = keep_astroid_cache
+        self.astroid_state = astroid_state  # see cptkit.curate.pylint_worker
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.isolate_network = isolate_network
@@ -87,8 +87,7 @@ class PylintSandbox:
             batch_file = f.name
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cptkit.curate.pylint_worker", batch_file]
-            + (["--keep-astroid-cache"] if self.keep_astroid_cache else []),
+            [sys.executable, "-m", "cptkit.curate.pylint_worker", batch_file, "--astroid-state", self.astroid_state],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,

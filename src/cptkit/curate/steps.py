@@ -174,7 +174,7 @@ class PylintStep(CurateStep):
 
             if self._sandbox is None:
                 s = self.stage
-                self._sandbox = PylintSandbox(s.timeout_s, s.memory_mb, s.isolate_network, s.keep_astroid_cache)
+                self._sandbox = PylintSandbox(s.timeout_s, s.memory_mb, s.isolate_network, s.astroid_state)
             results = self._sandbox.rate([batch[k].text for k in todo])
             for k, res in zip(todo, results, strict=True):
                 batch[k].metadata.update(pylint_raw_score=res.score, pylint_status=res.status)
