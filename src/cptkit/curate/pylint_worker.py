@@ -52,6 +52,9 @@ def _rate_in_child(path: str) -> dict:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
+        from cptkit.curate.sandbox import _die_with_parent
+
+        _die_with_parent()  # a worker killed by its pipeline takes this file's pylint with it
         os.close(read_fd)
         try:
             payload = json.dumps(_rate(path)).encode()
