@@ -158,6 +158,7 @@ class PylintStep(CurateStep):
             "threshold": self.stage.threshold,
             "pylint_version": self.version,
             "disabled": list(checks.PYLINT_DISABLED),
+            "astroid_state": self.stage.astroid_state,
         }
 
     def decide(self, batch, first_seq, journal):
