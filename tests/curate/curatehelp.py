@@ -16,10 +16,10 @@ from cptkit.cli import main
 
 DATA = Path(__file__).parent / "data"
 
-# A file that makes pylint (astroid's inference) run for minutes: one name re-bound in 400 branches, then used.
+# A file that makes pylint (astroid's inference) run for minutes: one name re-bound in 800 branches, then used.
 HANG_CODE = (
     "import random\nx = 1\n"
-    + "".join(f"if random.random() > 0.5:\n    x = x + {i}\nelse:\n    x = str(x) * 2\n" for i in range(400))
+    + "".join(f"if random.random() > 0.5:\n    x = x + {i}\nelse:\n    x = str(x) * 2\n" for i in range(800))
     + "print(x.upper())\n"
 )
 

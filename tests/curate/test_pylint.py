@@ -33,7 +33,7 @@ def test_pipeline_pylint_stage_matches_public_scores_and_survives_a_hanging_file
     write_jsonl(tmp_path / "in" / "a.jsonl", records)
     stages = (
         "  - kind: syntax\n    action: annotate\n"  # let pylint see every file, as the public tool rates them all
-        "  - kind: pylint\n    timeout_s: 30\n"
+        "  - kind: pylint\n    timeout_s: 60\n"
         "  - kind: language\n    action: annotate\n"
     )
     r = curate(str(write_pipeline(tmp_path, stages, extra="stats: {tokenizer: null}\n")))
