@@ -7,7 +7,7 @@ Reproduced as a user met it, through the real `cptkit` commands:
   - a nonexistent tokenizer path resolved like `llama3` -> an error naming the `tokenizer` field.
 Each case also shows the honest input passes, so the check is not blind.
 
-Run on CPU: `.venv/bin/pytest tests/faults/test_tokenizer_mismatch.py -q`.
+Run on CPU: `.venv/bin/pytest tests/faults/test_fault_tokenizer_mismatch.py -q`.
 """
 
 from __future__ import annotations
