@@ -215,7 +215,7 @@ class Checkpointer:
 
     @staticmethod
     def _new_queue():
-        # megatron-core's queue (as Megatron-LM's --async-save): its workers and rank agreement use CUDA.
+        # megatron-core's queue, as Megatron-LM's --async-save: a forked writer per save, finalized on all ranks.
         from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
 
         return AsyncCallsQueue()

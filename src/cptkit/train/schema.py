@@ -313,8 +313,8 @@ class CheckpointSection(_Section):
         False,
         description="Write checkpoints in the background while training goes on (megatron-core dist_checkpointing's "
         "async path, Megatron-LM's --async-save): checksums, the rename to iter_N/ and the latest pointer follow "
-        "once every rank's write is done; a pending save is completed before the next one and before the job exits. "
-        "Needs CUDA (megatron-core's async writer synchronises with CUDA); CPU runs set false.",
+        "once every rank's write is done; a pending save is completed before the next one and before the job exits; "
+        "a job killed meanwhile resumes from the previous checkpoint.",
     )
     resume_from: PositiveInt | None = Field(
         None,

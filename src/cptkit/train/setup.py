@@ -72,8 +72,6 @@ def check_cpu_settings(recipe) -> None:
         wrong.append("parallel.sequence_parallel=false")
     if recipe.parallel.tp_comm_overlap:  # Transformer Engine userbuffers: CUDA only
         wrong.append("parallel.tp_comm_overlap=false")
-    if recipe.checkpoint.async_save:  # megatron-core's async writer and its rank agreement call CUDA
-        wrong.append("checkpoint.async_save=false")
     if wrong:
         raise UserError(
             f"no CUDA GPU here: CPU runs (tests, demo) need {' '.join(wrong)}",
