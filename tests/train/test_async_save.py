@@ -307,6 +307,11 @@ def test_cpu_runs_refuse_tp_comm_overlap(tmp_path, tiny_data):
     with pytest.raises(UserError, match=r"needs parallel\.sequence_parallel=true") as e:
         check_settings(load_recipe(recipe, ["parallel.tp_comm_overlap=true"]))
     assert e.value.one_line().count("\n") == 0
+    sp = ["parallel.tp_comm_overlap=true", "parallel.sequence_parallel=true", "parallel.tensor_model_parallel_size=2"]
+    with pytest.raises(UserError, match="bf16"):
+        check_settings(load_recipe(recipe, sp))  # the tiny recipe is fp32
+    with pytest.raises(UserError, match="CUDA GPU with Transformer Engine"):
+        check_settings(load_recipe(recipe, [*sp, "training.precision=bf16"]))
     check_settings(load_recipe(recipe))  # off: nothing to check
 
 

@@ -37,6 +37,12 @@ def check_settings(recipe) -> None:
             "parallel.tp_comm_overlap=false",
             **where,
         )
+    if recipe.training.precision != "bf16":  # TE's userbuffers are set up for bf16 activations (its default)
+        raise UserError(
+            "parallel.tp_comm_overlap is set up for bf16 activations: set training.precision=bf16 or "
+            "parallel.tp_comm_overlap=false",
+            **where,
+        )
     from cptkit.model.build import te_available
 
     if not te_available():

@@ -149,8 +149,10 @@ class Trainer:
                 self.validate()
             if self.checkpointer.due(self.iteration, self.train_iters):
                 self.save()
-            else:
-                self.checkpointer.finalize()  # an async save whose write is done is committed now (collective)
+            elif self.checkpointer.pending is not None:  # an async save whose write is done is committed now
+                paused = self.logger.pause()  # (collective) hashing it is checkpoint time, not training time
+                self.checkpointer.finalize()
+                self.logger.resume(paused)
             if self.checkpointer.stop.agreed():
                 if self.checkpointer.last_saved != self.iteration:
                     self.save()
