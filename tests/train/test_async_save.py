@@ -162,6 +162,7 @@ def recipe(tiny_data, tmp_path):
     return write_recipe(tmp_path / "async.yaml", tiny_data["mixture"], tmp_path / "unused")
 
 
+@pytest.mark.slow  # spawned ranks / `cptkit train` runs: 20-65 s each on 2 cores
 def test_async_save_commits_only_after_the_write_finished(recipe, tmp_path):
     """2 ranks (DP 2): saves at 4, 8, 12 finish two iterations later; each rank hashes its own shards then."""
     from cptkit.model.integrity import find_damage
@@ -187,6 +188,7 @@ def test_async_save_commits_only_after_the_write_finished(recipe, tmp_path):
     assert state["iteration"] == 8 and state["opt_param_scheduler"]["num_steps"] == 8 * GBS
 
 
+@pytest.mark.slow  # spawned ranks / `cptkit train` runs: 20-65 s each on 2 cores
 def test_the_checks_catch_a_checkpointer_that_commits_before_the_write(recipe, tmp_path):
     run, log = tmp_path / "run", tmp_path / "events.jsonl"
     assert run_spawned(_run, 1, recipe, overrides_for(run, 1, iters=6), 2, None, None, True, str(log)) == [0]
@@ -194,6 +196,7 @@ def test_the_checks_catch_a_checkpointer_that_commits_before_the_write(recipe, t
         check_ordering(events(log))
 
 
+@pytest.mark.slow  # spawned ranks / `cptkit train` runs: 20-65 s each on 2 cores
 def test_pending_save_is_finished_before_the_next_save_and_before_the_signal_exit(recipe, tmp_path):
     """The writes never finish on their own: save 4 is completed when save 8 starts; SIGTERM after iteration 10
     saves 10 and the job exits 0 only once that save is committed."""
@@ -213,6 +216,7 @@ def test_pending_save_is_finished_before_the_next_save_and_before_the_signal_exi
     assert not (run / "COMPLETED").exists()
 
 
+@pytest.mark.slow  # spawned ranks / `cptkit train` runs: 20-65 s each on 2 cores
 def test_kill_mid_async_save_leaves_the_previous_checkpoint_latest(recipe, tmp_path):
     run, log = tmp_path / "run", tmp_path / "events.jsonl"
     with pytest.raises(RuntimeError, match="exited without a result"):
@@ -248,6 +252,7 @@ def metrics(run_dir: Path) -> dict[int, dict]:
     return out
 
 
+@pytest.mark.slow  # spawned ranks / `cptkit train` runs: 20-65 s each on 2 cores
 def test_real_async_save_signal_and_resume(recipe, tmp_path):
     """megatron-core's own async save: SIGTERM mid-run saves (in the background) and exits 0 with that save
     committed; the resumed run (async saves too) gives the synchronous run's losses bit for bit."""
