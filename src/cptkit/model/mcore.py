@@ -19,6 +19,7 @@ TRANSFORMER_FIELDS = {
     "parallel.pipeline_model_parallel_size": "pipeline_model_parallel_size",
     "parallel.context_parallel_size": "context_parallel_size",
     "parallel.sequence_parallel": "sequence_parallel",
+    "parallel.tp_comm_overlap": "tp_comm_overlap",
     "model.init_method_std": "init_method_std",
 }
 # recipe field → DistributedDataParallelConfig field

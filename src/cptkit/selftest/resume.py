@@ -1,8 +1,10 @@
 """`dist_opt_resume`: megatron-core's distributed optimizer with an async checkpoint save, a kill, and a resume.
 
 Run A trains 6 steps. Run B trains 3 steps from the same start, saves model + optimizer with dist_checkpointing's
-async path (the save runs in a background process while training would continue; finalised before the "kill"),
-then everything is thrown away — model, DDP buffers, optimizer shards — and rebuilt from a different seed, loaded
+async path (megatron-core's AsyncCallsQueue, as `checkpoint.async_save` in `cptkit train`) and trains on while the
+background write runs, polling the queue after each step as the trainer does; the save is finalised before the
+"kill" (the trainer's exit path). Training on must not leak into the checkpoint: the staged copy is step 3's. Then
+everything is thrown away — model, DDP buffers, optimizer shards — and rebuilt from a different seed, loaded
 from the checkpoint, and trained steps 4-6. Those losses must equal run A's: anything the save or load misses
 (an Adam moment shard, the fp32 master copy, the step count) shows up as a different loss. The kill is in-process:
 what survives is exactly what is on disk, as after a killed job.
@@ -82,8 +84,10 @@ def run(ctx, cfg) -> Row:
         _checkpoint(model, opt, False), str(d), async_sharded_save=True, content_metadata=SHARDING
     )
     queue.schedule_async_request(request)
-    queue.maybe_finalize_async_calls(blocking=True)  # the job would train on meanwhile; the kill comes after
-    queue.close()
+    for s in range(SAVE_AT, STEPS):  # the job trains on while the write runs in the background
+        _step(ctx, cfg, model, ddp, opt, s)
+        queue.maybe_finalize_async_calls(blocking=False)
+    queue.close()  # finalizes a write still in flight, as the trainer does before exit; the kill comes after
     del model, ddp, opt
     torch.cuda.empty_cache()
 

@@ -165,9 +165,15 @@ def write_sharded(
     *,
     distributed_optimizer: bool,
     fully_parallel: bool = True,
-) -> None:
+    async_save: bool = False,
+):
     """The collective part of a save (every rank calls it): model, optimizer, scheduler and RNG of `state` (a
-    `TrainState`) into the (existing) directory `partial` with megatron-core's dist_checkpointing."""
+    `TrainState`) into the (existing) directory `partial` with megatron-core's dist_checkpointing.
+
+    With `async_save` the tensors are staged to host memory and megatron-core's `AsyncRequest` is returned: its
+    write runs in a background process once scheduled on an `AsyncCallsQueue`, and the checkpoint is complete only
+    after the queue ran its finalize functions (the caller adds its own after megatron-core's). Otherwise the
+    write is done on return and None is returned."""
     from megatron.core import dist_checkpointing, parallel_state
     from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
 
@@ -190,7 +196,13 @@ def write_sharded(
         strategy = FullyParallelSaveStrategyWrapper(
             strategy, parallel_state.get_data_parallel_group(with_context_parallel=True)
         )
-    dist_checkpointing.save(sharded, str(partial), sharded_strategy=strategy, content_metadata=metadata or None)
+    return dist_checkpointing.save(
+        sharded,
+        str(partial),
+        sharded_strategy=strategy,
+        content_metadata=metadata or None,
+        async_sharded_save=async_save,
+    )
 
 
 def layout() -> dict[str, int]:

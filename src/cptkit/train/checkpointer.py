@@ -8,6 +8,11 @@ One save:
 3. rank 0 renames `iter_N.partial/` to `iter_N/`, then rewrites the pointer. A job killed at any point resumes from
    the previous checkpoint; a checkpoint the pointer names always carries its manifest.
 
+With `checkpoint.async_save` (Megatron-LM's --async-save) step 1 only stages the tensors and hands megatron-core's
+AsyncRequest to its AsyncCallsQueue; steps 2-3 are the request's last finalize function, run by `finalize()` once
+every rank's background write is done (the trainer polls after each iteration). The next save, the end of the run
+and the signal stop wait for a pending save first; a job killed meanwhile leaves only `iter_N.partial/`.
+
 Retention (keep_last / keep_every_iters) deletes only checkpoints the run can account for: those written in this
 life, and the one it resumed from and older ones that carry a manifest. Checkpoints newer than the resume point that
 this life did not write (a `--resume-from` back past them) and foreign `iter_*` folders are never touched.
@@ -15,6 +20,8 @@ this life did not write (a `--resume-from` back past them) and foreign `iter_*` 
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 import shutil
@@ -98,6 +105,9 @@ class Checkpointer:
         self.interval, self.keep_last, self.keep_every = c.interval_iters, c.keep_last, c.keep_every_iters
         self.distributed_optimizer = recipe.optimizer.use_distributed_optimizer
         self.fully_parallel = c.fully_parallel_save
+        self.async_save = c.async_save
+        self.queue = None  # megatron-core's AsyncCallsQueue, made at the first async save
+        self.pending: int | None = None  # the iteration of an async save not finalized yet
         self.model_config = model_config
         self.hf_assets: Path | None = None
         self.written: set[int] = set()
@@ -149,23 +159,70 @@ class Checkpointer:
 
     # -- saving --------------------------------------------------------------------------------------------------
     def save(self, iteration: int, state, record: dict[str, Any]) -> Path:
-        """Save `state` (a TrainState) at `iteration` (collective); `record` goes into cptkit_state.json."""
+        """Save `state` (a TrainState) at `iteration` (collective); `record` goes into cptkit_state.json.
+
+        With `checkpoint.async_save` this returns once the tensors are staged: the write goes on in the background
+        and steps 2-3 (checksums, rename, pointer, retention) run in `finalize`, once every rank's write is done.
+        A pending save is always finalized first, so at most one save is in flight."""
+        self.finalize(blocking=True)
         final = self.dir / iter_dir_name(iteration)
         partial = self.dir / (iter_dir_name(iteration) + ckpt.PARTIAL)
         if self.rank0:
             self.dir.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_leftovers(self.dir)
+            ckpt.remove_leftovers(self.dir)  # nothing of ours is in flight: finalized above
             partial.mkdir()
         torch.distributed.barrier()
-        ckpt.write_sharded(
+        request = ckpt.write_sharded(
             partial,
             iteration,
             state,
             record["consumed_samples"],
             distributed_optimizer=self.distributed_optimizer,
             fully_parallel=self.fully_parallel,
+            async_save=self.async_save,
         )
-        torch.distributed.barrier()
+        # What cptkit_state.json records is taken now: training moves the scheduler on while the write runs.
+        scheduler = copy.deepcopy(state.scheduler.state_dict())
+        commit = functools.partial(self._commit, partial, final, iteration, scheduler, dict(record))
+        self.last_saved = iteration
+        if request is None:
+            commit()
+            return final
+        request.add_finalize_fn(commit)  # after megatron-core's own (metadata.json): the shards are complete then
+        if self.queue is None:
+            self.queue = self._new_queue()
+        self.queue.schedule_async_request(request)
+        self.pending = iteration
+        if self.rank0:
+            print(f"saving {final} in the background", flush=True)
+        return final
+
+    def finalize(self, blocking: bool = False) -> None:
+        """Complete a pending async save whose write has finished on every rank (collective; call it on all ranks
+        at the same point). `blocking` waits for the write: before the next save, before exit."""
+        if self.pending is None:
+            return
+        self.queue.maybe_finalize_async_calls(blocking=blocking)
+        if not self.queue.get_num_unfinalized_calls():
+            self.pending = None
+
+    def close(self) -> None:
+        """End of this life (normal end, signal, error stop): a save in flight is completed before the job exits."""
+        self.finalize(blocking=True)
+        if self.queue is not None:
+            self.queue.close()
+            self.queue = None
+
+    @staticmethod
+    def _new_queue():
+        # megatron-core's queue, as Megatron-LM's --async-save: a forked writer per save, finalized on all ranks.
+        from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+
+        return AsyncCallsQueue()
+
+    def _commit(self, partial: Path, final: Path, iteration: int, scheduler: dict, record: dict) -> None:
+        """Steps 2-3 of a save, on every rank once all shards are on disk: checksums, manifest, rename, pointer,
+        retention (only now: a checkpoint is never deleted for one that is not complete)."""
         # One listing (rank 0's); each rank hashes the shards it wrote (DCP names them `__RANK_N.distcp`), still in
         # its page cache, so a save reads nothing back over the network; rank 0 takes the rest.
         shards = _broadcast(checkpoint_files(partial) if self.rank0 else None)
@@ -173,16 +230,14 @@ class Checkpointer:
         mine = [f for f in shards if writer_rank(f) == rank]
         sums = _gather(hash_files(partial, mine))
         if self.rank0:
-            self._finish(partial, final, iteration, state, record, {k: v for s in sums for k, v in s.items()})
+            self._finish(partial, final, iteration, scheduler, record, {k: v for s in sums for k, v in s.items()})
         torch.distributed.barrier()
         self.written.add(iteration)
-        self.last_saved = iteration
         if self.rank0:
             deleted = ckpt.apply_retention(self.dir, self.keep_last, self.keep_every, self.deletable())
             print(f"saved {final}" + (f" (removed {deleted})" if deleted else ""), flush=True)
-        return final
 
-    def _finish(self, partial: Path, final: Path, iteration: int, state, record, sums: dict) -> None:
+    def _finish(self, partial: Path, final: Path, iteration: int, scheduler: dict, record, sums: dict) -> None:
         before = set(sums)
         self.model_config.save(partial)
         if self.hf_assets and Path(self.hf_assets).is_dir():
@@ -197,7 +252,7 @@ class Checkpointer:
                 "layout": ckpt.layout(),
                 "distributed_optimizer": self.distributed_optimizer,
                 "distrib_optim_sharding_type": ckpt.DIST_OPT_SHARDING if self.distributed_optimizer else None,
-                "opt_param_scheduler": state.scheduler.state_dict(),
+                "opt_param_scheduler": scheduler,
                 "saved_at_unix": time.time(),
             },
         )

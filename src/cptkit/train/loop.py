@@ -74,8 +74,10 @@ def _prepare(recipe, plan) -> Prepared:
     from cptkit.train.data import check_split
     from cptkit.train.resume import check_compatible, find_resume_point, tokenizer_sha256
     from cptkit.train.setup import check_cpu_settings, model_config_for
+    from cptkit.train.tp_overlap import check_settings as check_tp_overlap_settings
 
     check_cpu_settings(recipe)
+    check_tp_overlap_settings(recipe)
     cfg = model_config_for(recipe)
     blend = resolve_file(recipe.data.mixture)
     check_tokenization(recipe.data.mixture, blend, model_vocab_size=cfg.vocab_size)

@@ -288,6 +288,13 @@ class ParallelSection(_Section):
         description="Shard norm/dropout activations along the sequence; needs TP > 1, seq_length divisible by TP x "
         "CP. Not on CPU.",
     )
+    tp_comm_overlap: bool = Field(
+        False,
+        description="Overlap the tensor-parallel all-gather / reduce-scatter with the GEMMs (megatron-core "
+        "TransformerConfig.tp_comm_overlap, Megatron-LM's --tp-comm-overlap) through Transformer Engine userbuffers, "
+        "set up at start for seq_length x micro_batch_size / CP tokens. Needs sequence_parallel and a CUDA GPU with "
+        "Transformer Engine >= 1.9; `cptkit train` refuses it otherwise (`plan` does not: it only estimates).",
+    )
 
 
 class CheckpointSection(_Section):
@@ -308,6 +315,13 @@ class CheckpointSection(_Section):
     save_on_signal: bool = Field(True, description="On SIGTERM/SIGUSR1 save a checkpoint and exit 0 (requeue).")
     fully_parallel_save: bool = Field(
         True, description="Spread the save work over data-parallel ranks (megatron-core's fully parallel save)."
+    )
+    async_save: bool = Field(
+        False,
+        description="Write checkpoints in the background while training goes on (megatron-core dist_checkpointing's "
+        "async path, Megatron-LM's --async-save): checksums, the rename to iter_N/ and the latest pointer follow "
+        "once every rank's write is done; a pending save is completed before the next one and before the job exits; "
+        "a job killed meanwhile resumes from the previous checkpoint.",
     )
     resume_from: PositiveInt | None = Field(
         None,

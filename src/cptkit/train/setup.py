@@ -69,6 +69,8 @@ def check_cpu_settings(recipe) -> None:
         wrong.append("optimizer.overlap_param_gather=false")
     if recipe.parallel.sequence_parallel:  # the local spec's torch norms cannot shard the sequence
         wrong.append("parallel.sequence_parallel=false")
+    if recipe.parallel.tp_comm_overlap:  # Transformer Engine userbuffers: CUDA only
+        wrong.append("parallel.tp_comm_overlap=false")
     if wrong:
         raise UserError(
             f"no CUDA GPU here: CPU runs (tests, demo) need {' '.join(wrong)}",

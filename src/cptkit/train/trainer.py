@@ -42,6 +42,10 @@ class Trainer:
         initialize_model_parallel(
             p.tensor_model_parallel_size, p.pipeline_model_parallel_size, p.context_parallel_size, t.seed
         )
+        if p.tp_comm_overlap:  # TE's userbuffers must exist before the model's layers are built
+            from cptkit.train.tp_overlap import initialize_tp_communicators
+
+            initialize_tp_communicators(recipe, prep.cfg)
         if prep.point is not None:
             self.checkpointer.verify(prep.point)  # every rank hashes its share of the files
         self.state = build_train_state(recipe, prep.cfg, prep.plan)
@@ -133,6 +137,7 @@ class Trainer:
             self.logger.train_step(self.iteration, values, log=self.iteration % log_every == 0)
             if self.nonfinite_streak >= NONFINITE_LIMIT:
                 self.save()  # the weights are still the last good ones: steps were skipped
+                self.checkpointer.close()
                 raise RuntimeError(
                     f"non-finite loss at iteration {self.iteration} ({self.nonfinite_streak} in a row); saved the last "
                     "good weights there: lower the LR or resume from an earlier checkpoint"
@@ -141,9 +146,14 @@ class Trainer:
                 self.validate()
             if self.checkpointer.due(self.iteration, self.train_iters):
                 self.save()
+            elif self.checkpointer.pending is not None:  # an async save whose write is done is committed now
+                paused = self.logger.pause()  # (collective) hashing it is checkpoint time, not training time
+                self.checkpointer.finalize()
+                self.logger.resume(paused)
             if self.checkpointer.stop.agreed():
                 if self.checkpointer.last_saved != self.iteration:
                     self.save()
+                self.checkpointer.close()  # the signal's save is on disk and named by the pointer before exit 0
                 if self.rank0:
                     print(f"stopped by signal at iteration {self.iteration}; resubmit the job to continue", flush=True)
                 self.logger.close()
@@ -230,6 +240,7 @@ class Trainer:
     def _complete(self) -> int:
         from cptkit.util.atomic import write_text
 
+        self.checkpointer.close()  # the last save may still be in flight: COMPLETED only once it is committed
         if self.rank0:
             write_text(self.run_dir / COMPLETED, f"{self.iteration}\n")
             print(f"training complete: {self.iteration} iterations, {self.consumed * self.seq:,} tokens", flush=True)
