@@ -39,6 +39,9 @@ def test_cpu_pipelines_get_cpu_resources_llm_pipelines_a_gpu_node(site_env):
             f'curate data_curation/{pipeline}.yaml \\\n    --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"'
             in script
         )
+    # The pipeline's `${VAR}`s travel with the command (Grid Engine jobs inherit no environment).
+    assert "env CURATE_ROOT=/scratch/curated RAW_ROOT=/scratch/raw cptkit curate" in cpu
+    assert "env CURATE_ROOT=/scratch/curated MODEL_ROOT=/scratch/models RAW_ROOT=/scratch/raw cptkit curate" in gpu
     ts = load_profile(ROOT / "launch" / "tsubame4.yaml")
     assert "#$ -l cpu_160=1" in curate_job(ts, "data_curation/swallowcode_exp4.yaml", logs).script
     ts_gpu = curate_job(ts, "data_curation/swallowcode.yaml", logs).script  # TP 4 = one node_f

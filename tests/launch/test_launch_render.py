@@ -73,6 +73,7 @@ def render_all(name: str) -> dict[str, str]:
 
 def curate_job(profile, pipeline: str, logs: str, gpus: int | None = None) -> render.Job:
     from cptkit.curate.config import load_pipeline
+    from cptkit.launch.targets import pipeline_env
 
     pipe = load_pipeline(ROOT / pipeline)
     return render.render_curate(
@@ -86,6 +87,7 @@ def curate_job(profile, pipeline: str, logs: str, gpus: int | None = None) -> re
         workdir=WORKDIR,
         log_dir=logs,
         walltime="04:00:00",
+        pipeline_env=pipeline_env(ROOT / pipeline),
     )
 
 

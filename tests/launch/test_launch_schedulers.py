@@ -272,6 +272,8 @@ def test_curate_array_job_end_to_end_and_rerun(profile, tmp_path):
     second = submit()
     assert second["job_id"] != first["job_id"]
     wait(lambda: finished_tasks() >= 4, "the rerun's tasks")
-    assert logs().count("as it has already been completed") == 2, logs()[-6000:]  # datatrove skipped both shards
+    # datatrove skipped both finished shards: no pipeline was started again.
+    assert logs().count("tasks have already been completed") == 2, logs()[-6000:]
+    assert logs().count("Launching pipeline for rank") == 2, logs()[-6000:]
     assert curate_output_problems(tmp_path / "out") == []
     assert sorted(p.read_bytes() for p in (tmp_path / "out" / "data").glob("*.jsonl.gz")) == kept

@@ -315,18 +315,22 @@ def render_curate(
     workdir: str,
     log_dir: str,
     walltime: str | None,
+    pipeline_env: dict[str, str] | None = None,
 ) -> Job:
     """An array job, one task per shard of a curation pipeline (`cptkit curate P --shard-index i --num-shards N`).
 
     CPU-only pipelines (syntax, pylint, language, select) get the profile's `cpu` resources. A pipeline with an LLM
     stage gets a GPU node: the `eval` resources (one GPU) when its engines use one GPU, else one whole node of the
     `train` resources, whose GPUs vLLM's tensor parallelism shares (`Target` checks they are enough). No merge job:
-    the last task to finish writes the statistics (the `cptkit curate` array contract)."""
+    the last task to finish writes the statistics (the `cptkit curate` array contract). `pipeline_env`: the
+    `${VAR}`s the pipeline names, with their values at launch, passed on the command line (Grid Engine jobs inherit
+    no environment, so the tasks read the files the launch checked)."""
     gpu = gpus_per_shard > 0
+    pinned = f"env {_q([f'{k}={v}' for k, v in sorted((pipeline_env or {}).items())])} " if pipeline_env else ""
     resources = "cpu" if not gpu else ("eval" if gpus_per_shard == 1 else "train")
     command = _join(
         [
-            f"{_task_prefix(profile, gpu=gpu)}{_cptkit(profile)} curate {shlex.quote(pipeline)}",
+            f"{_task_prefix(profile, gpu=gpu)}{pinned}{_cptkit(profile)} curate {shlex.quote(pipeline)}",
             '--shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"',
         ]
     )

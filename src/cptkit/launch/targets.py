@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -256,6 +258,12 @@ class Selftest(Target):
         return Launch(jobs, work, log_dir)
 
 
+def pipeline_env(path: str) -> dict[str, str]:
+    """The `${VAR}`s a pipeline YAML names that are set here: the values the launch checked its inputs with."""
+    names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", Path(path).read_text(encoding="utf-8"))
+    return {name: os.environ[name] for name in sorted(set(names)) if name in os.environ}
+
+
 class Curate(Target):
     """`cptkit curate` as an array job: task i of N runs shard i (`--shard-index i --num-shards N`).
 
@@ -308,6 +316,7 @@ class Curate(Target):
             workdir=workdir,
             log_dir=str(log_dir.absolute()),
             walltime=walltime,
+            pipeline_env=pipeline_env(args.pipeline),
         )
         return Launch([job], work, log_dir)
 

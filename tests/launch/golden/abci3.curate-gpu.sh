@@ -29,5 +29,5 @@ source /home/user/cptkit/.venv/bin/activate
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export NCCL_IB_TIMEOUT="22"
 
-cptkit curate data_curation/swallowcode.yaml \
+env CURATE_ROOT=/scratch/curated MODEL_ROOT=/scratch/models cptkit curate data_curation/swallowcode.yaml \
     --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"

@@ -32,5 +32,5 @@ export LD_LIBRARY_PATH="/opt/amazon/efa/lib:/opt/amazon/ofi-nccl/lib:/opt/aws-of
 export CPTKIT_NET_EXPECT="efa"
 export CPTKIT_ALLOW_SOCKET="0"
 
-cptkit curate data_curation/swallowcode_exp3.yaml \
+env CURATE_ROOT=/scratch/curated RAW_ROOT=/scratch/raw cptkit curate data_curation/swallowcode_exp3.yaml \
     --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"

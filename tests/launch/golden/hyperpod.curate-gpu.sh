@@ -30,5 +30,5 @@ export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
 export CPTKIT_NET_EXPECT="efa"
 export CPTKIT_ALLOW_SOCKET="0"
 
-srun --ntasks=1 --container-image=/fsx/images/cptkit.sqsh --container-mounts=/fsx:/fsx cptkit curate data_curation/swallowcode.yaml \
+srun --ntasks=1 --container-image=/fsx/images/cptkit.sqsh --container-mounts=/fsx:/fsx env CURATE_ROOT=/scratch/curated MODEL_ROOT=/scratch/models cptkit curate data_curation/swallowcode.yaml \
     --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"

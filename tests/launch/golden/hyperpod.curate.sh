@@ -30,5 +30,5 @@ export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
 export CPTKIT_NET_EXPECT="efa"
 export CPTKIT_ALLOW_SOCKET="0"
 
-srun --ntasks=1 --container-image=/fsx/images/cptkit.sqsh --container-mounts=/fsx:/fsx cptkit curate data_curation/swallowcode_exp3.yaml \
+srun --ntasks=1 --container-image=/fsx/images/cptkit.sqsh --container-mounts=/fsx:/fsx env CURATE_ROOT=/scratch/curated RAW_ROOT=/scratch/raw cptkit curate data_curation/swallowcode_exp3.yaml \
     --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"

@@ -15,5 +15,5 @@ echo "cptkit: curate task $ARRAY_INDEX of $NUM_TASKS, job local-$$ on $(hostname
 # --- software environment (none)
 export OMP_NUM_THREADS="1"
 
-cptkit curate data_curation/swallowcode_exp3.yaml \
+env CURATE_ROOT=/scratch/curated RAW_ROOT=/scratch/raw cptkit curate data_curation/swallowcode_exp3.yaml \
     --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"

@@ -25,5 +25,5 @@ echo "cptkit: curate task $ARRAY_INDEX of $NUM_TASKS, job $SLURM_JOB_ID on $(hos
 source /home/user/cptkit/.venv/bin/activate
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 
-cptkit curate data_curation/swallowcode.yaml \
+env CURATE_ROOT=/scratch/curated MODEL_ROOT=/scratch/models cptkit curate data_curation/swallowcode.yaml \
     --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"

@@ -32,5 +32,5 @@ export NCCL_IB_QPS_PER_CONNECTION="8"
 export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
 export UB_SKIPMC="1"
 
-cptkit curate data_curation/swallowcode_exp3.yaml \
+env CURATE_ROOT=/scratch/curated RAW_ROOT=/scratch/raw cptkit curate data_curation/swallowcode_exp3.yaml \
     --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"
