@@ -311,6 +311,18 @@ COVERAGE: dict[str, Cover] = {
             "tests/curate/test_resume.py::test_killed_pipeline_resumes_without_duplicates_or_losses",
         ),
     ),
+    "cptkit launch curate data_curation/swallowcode_exp3.yaml --num-shards 64 --cluster launch/abci3.yaml --submit": Cover(
+        # The workspace has one input file, and a shard reads whole files: one shard per profile here.
+        run=tuple(
+            f"cptkit launch curate data_curation/swallowcode_exp3.yaml --num-shards 1 --cluster launch/{p}.yaml --dry-run"
+            for p in ("tsubame4", "abci3", "hyperpod")
+        ),
+        expect=('--shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"',),
+        nodes=(
+            "tests/launch/test_launch_curate.py::test_local_submit_runs_every_shard_and_the_last_writes_statistics",
+            "tests/launch/test_launch_schedulers.py::test_curate_array_job_end_to_end_and_rerun",
+        ),
+    ),
     "cptkit tokenize data_mix/X.yaml": Cover(
         run=("cptkit tokenize data_mix/demo.yaml --dry-run",),
         nodes=(

@@ -108,3 +108,59 @@ def last_loss(run_dir: Path) -> float:
         rec = json.loads(line)
         records[rec["iteration"]] = rec
     return records[max(records)]["loss"]
+
+
+# A two-stage CPU curation pipeline (syntax, then the exp-4 language filter) over tiny records in two input files, for
+# the `cptkit launch curate` array-job tests; ids say what each record must become.
+CURATE_RECORDS = [
+    {"id": "keep-0", "text": "# add two numbers\ndef add(a, b):\n    return a + b\n"},
+    {"id": "keep-1", "text": "x = '日本語のコメント'  # ja\n"},
+    {"id": "keep-2", "text": "print('hello')\n"},
+    {"id": "syntax-0", "text": "print 'python 2'\n"},
+    {"id": "syntax-1", "text": "def f(:\n    pass\n"},
+    {"id": "language-0", "text": "# сложить два числа\ndef add(a, b):\n    return a + b\n"},
+]
+
+
+def write_curate_pipeline(root: Path, num_inputs: int = 2) -> Path:
+    """Input files root/in/partK.jsonl, output root/out, statistics without a tokenizer (nothing to load)."""
+    (root / "in").mkdir(parents=True, exist_ok=True)
+    for k in range(num_inputs):
+        rows = CURATE_RECORDS[k::num_inputs]
+        (root / "in" / f"part{k}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    pipe = root / "pipe.yaml"
+    pipe.write_text(
+        f'name: launchcurate\ninput: {{paths: ["{root}/in/*.jsonl"]}}\noutput: {root}/out\ntasks: {num_inputs}\n'
+        "stats: {tokenizer: null}\nstages:\n  - kind: syntax\n  - kind: language\n"
+    )
+    return pipe
+
+
+def curate_output_problems(out: Path) -> list[str]:
+    """What is wrong with a finished curation output of CURATE_RECORDS (empty: complete and right): every record kept
+    or rejected exactly once, by the right stage, and the statistics written and adding up."""
+    import gzip
+
+    def rows(folder: Path) -> list[dict]:
+        got = []
+        for p in sorted(folder.rglob("*.jsonl.gz")):
+            with gzip.open(p, "rt", encoding="utf-8") as f:
+                got += [json.loads(line) for line in f]
+        return got
+
+    problems = []
+    kept, rejected = rows(out / "data"), rows(out / "rejected")
+    seen = sorted(r["id"] for r in kept + rejected)
+    if seen != sorted(r["id"] for r in CURATE_RECORDS):
+        problems.append(f"records kept + rejected {seen} are not each input record once")
+    problems += [f"{r['id']} kept" for r in kept if not r["id"].startswith("keep")]
+    problems += [f"{r['id']} dropped by {r.get('dropped_by')}" for r in rejected if r.get("dropped_by") != r["id"][:-2]]
+    stats_file = out / "curate_stats.json"
+    if not stats_file.exists():
+        return [*problems, "no curate_stats.json"]
+    syntax, language = json.loads(stats_file.read_text())["stages"]
+    if syntax["counts"].get("records_in") != len(CURATE_RECORDS):
+        problems.append(f"statistics: syntax saw {syntax['counts'].get('records_in')} records")
+    if language["counts"].get("records_out") != 3:
+        problems.append(f"statistics: language kept {language['counts'].get('records_out')} records")
+    return problems

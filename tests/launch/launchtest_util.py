@@ -14,6 +14,9 @@ SITE_ENV = {
     "SLURM_PARTITION": "gpu",
     "CPTKIT_RUNS": "/scratch/cptkit/runs",
     "CPTKIT_CHECKPOINTS": "/scratch/cptkit/checkpoints",
+    "RAW_ROOT": "/scratch/raw",  # data_curation/*.yaml
+    "CURATE_ROOT": "/scratch/curated",
+    "MODEL_ROOT": "/scratch/models",
 }
 # Variables a profile may default; unset so renders do not depend on the machine.
 UNSET = [

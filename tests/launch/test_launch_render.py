@@ -1,4 +1,5 @@
-"""Golden files of every profile's rendered scripts (train, tokenize array + merge, convert, eval array), and `bash -n`.
+"""Golden files of every profile's rendered scripts (train, tokenize array + merge, convert, eval array, curate array
+on CPU and on GPU), and `bash -n`.
 
 The goldens were reviewed by eye once; a change to a template shows up here as a diff. To regenerate them after an
 intended change: `CPTKIT_UPDATE_GOLDENS=1 .venv/bin/pytest tests/launch/test_render.py`, then review `git diff`.
@@ -56,13 +57,38 @@ def render_all(name: str) -> dict[str, str]:
     ev = render.render_eval(
         recipe.run_dir, "ja", profile, num_iterations=5, workdir=WORKDIR, log_dir=logs, walltime="04:00:00"
     )
+    cur = curate_job(profile, "data_curation/swallowcode_exp3.yaml", logs)
+    # The GPU form: an LLM engine on 4 GPUs (all of them on a smaller node; one GPU takes the `eval` resources).
+    cur_gpu = curate_job(profile, "data_curation/swallowcode.yaml", logs, gpus=min(4, profile.gpus_per_node))
     return {
+        "curate": cur.script,
+        "curate-gpu": cur_gpu.script,
         "train": train.script,
         "tokenize": tok.script,
         "merge": merge.script,
         "convert": conv.script,
         "eval": ev.script,
     }
+
+
+def curate_job(profile, pipeline: str, logs: str, gpus: int | None = None) -> render.Job:
+    from cptkit.curate.config import load_pipeline
+    from cptkit.launch.targets import pipeline_env
+
+    pipe = load_pipeline(ROOT / pipeline)
+    return render.render_curate(
+        pipeline,
+        profile,
+        name=pipe.name,
+        output=pipe.output,
+        stages=[s.label for s in pipe.stages],
+        gpus_per_shard=pipe.gpus_per_shard if gpus is None else gpus,
+        num_shards=64,
+        workdir=WORKDIR,
+        log_dir=logs,
+        walltime="04:00:00",
+        pipeline_env=pipeline_env(ROOT / pipeline),
+    )
 
 
 def bash_n(script: str) -> subprocess.CompletedProcess:

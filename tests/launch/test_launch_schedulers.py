@@ -4,8 +4,11 @@ the next job of a `-hold_jid` chain), and check it ends on the same final loss a
 
     sudo bash .ci/schedulers/run-scheduler-tests      # installs, starts, runs these, stops
 
-Each runs twice: with the stand-in trainer `fake_cptkit.py` (same save-on-signal / resume / COMPLETED contract,
-seconds) and with the real `cptkit train` on the tiny CPU recipe (2 ranks, gloo).
+Also: a tokenization array job then its merge, and a two-stage curation pipeline (`cptkit launch curate`) as an
+array job whose output is checked complete.
+
+The training tests run twice: with the stand-in trainer `fake_cptkit.py` (same save-on-signal / resume / COMPLETED
+contract, seconds) and with the real `cptkit train` on the tiny CPU recipe (2 ranks, gloo).
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ import time
 from pathlib import Path
 
 import pytest
-from jobscript_util import FAKE, last_loss, times_started, uninterrupted_loss, write_recipe, write_tiny_training
+from jobscript_util import (
+    FAKE,
+    curate_output_problems,
+    last_loss,
+    times_started,
+    uninterrupted_loss,
+    write_curate_pipeline,
+    write_recipe,
+    write_tiny_training,
+)
 from launchtest_util import ROOT
 
 pytestmark = pytest.mark.scheduler
@@ -206,3 +218,62 @@ def test_tokenize_array_job_then_merge(profile, tmp_path):
     shards = sorted(c[c.index("--shard-index") + 1] for c in got[:3])
     assert shards == ["0", "1", "2"] and all(c[c.index("--num-shards") + 1] == "3" for c in got[:3])
     assert got[3] == ["tokenize", "data_mix/demo.yaml", "--merge"]  # only after every shard
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        pytest.param("test-slurm.yaml", marks=pytest.mark.skipif(not HAVE_SLURM, reason="no SLURM here")),
+        pytest.param("test-sge.yaml", marks=pytest.mark.skipif(not HAVE_SGE, reason="no Grid Engine here")),
+    ],
+)
+def test_curate_array_job_end_to_end_and_rerun(profile, tmp_path):
+    """`cptkit launch curate` on a real scheduler: the real `cptkit curate` (syntax, then the language filter) as a
+    two-task array; every record is kept or rejected once and the last task writes the statistics. Submitting the
+    array again (a rerun of every element) changes nothing: finished shards are skipped."""
+    pipe = write_curate_pipeline(tmp_path)
+    env = {
+        **os.environ,
+        "CPTKIT_VENV": str(VENV),
+        # Grid Engine jobs inherit no environment: the profile's `cptkit` line points them at this checkout's code.
+        "CPTKIT_BIN": f"env PYTHONPATH={ROOT / 'src'} {VENV / 'bin' / 'cptkit'}",
+    }
+    work = tmp_path / "work"
+    cmd = [str(VENV / "bin" / "cptkit"), "launch", "curate", str(pipe), "--num-shards", "2",
+           "--cluster", str(ROOT / "launch" / profile), "--work-dir", str(work), "--submit"]  # fmt: skip
+
+    def submit() -> dict:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line) for line in (work / "jobs.jsonl").read_text().splitlines()][-1]
+
+    def logs() -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted((work / "logs").glob("*")))
+
+    def finished_tasks() -> int:  # each task's `cptkit curate` prints its shard count or the statistics at the end
+        return logs().count('"done": ') + logs().count("statistics: ")
+
+    def wait(predicate, what: str) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}; job logs:\n{logs()[-6000:]}"
+            time.sleep(0.5)
+
+    first = submit()
+    assert first["kind"] == "curate" and first["array_size"] == 2
+    (script,) = (work / "launch").glob("curate-*.sh")
+    assert f"env PYTHONPATH={ROOT / 'src'} " in script.read_text()  # the jobs run this checkout's code
+    wait(lambda: finished_tasks() >= 2 and (tmp_path / "out" / "curate_stats.json").exists(), "both tasks")
+    log = logs()
+    assert "curate task 0 of 2" in log and "curate task 1 of 2" in log, log
+    assert curate_output_problems(tmp_path / "out") == [], log[-6000:]
+    kept = sorted(p.read_bytes() for p in (tmp_path / "out" / "data").glob("*.jsonl.gz"))
+
+    second = submit()
+    assert second["job_id"] != first["job_id"]
+    wait(lambda: finished_tasks() >= 4, "the rerun's tasks")
+    # datatrove skipped both finished shards: no pipeline was started again.
+    assert logs().count("tasks have already been completed") == 2, logs()[-6000:]
+    assert logs().count("Launching pipeline for rank") == 2, logs()[-6000:]
+    assert curate_output_problems(tmp_path / "out") == []
+    assert sorted(p.read_bytes() for p in (tmp_path / "out" / "data").glob("*.jsonl.gz")) == kept

@@ -45,7 +45,7 @@ _ENV.filters["dq"] = lambda v: '"' + re.sub(r'(["\\`])', r"\\\1", str(v)) + '"'
 class Job:
     """One script to submit. `after` names the job (by kind) it must wait for; `chain` is how many to submit."""
 
-    kind: str  # train | tokenize | merge | convert | eval
+    kind: str  # train | tokenize | merge | convert | eval | curate | selftest-Nn
     name: str
     script: str
     array_size: int | None = None
@@ -208,10 +208,13 @@ def render_task(
     array_size: int | None,
     banner: list[str],
     after: str | None = None,
+    world_size: int = 1,
 ) -> Job:
     """A one-node job (or array of them) running `command` in the profile's environment; `resources` names the
-    profile's resource list (cpu, eval). `$ARRAY_INDEX` (0-based) and `$NUM_TASKS` are set for arrays."""
-    directives = profile.directives(resources, nodes=1, walltime=walltime or profile.max_walltime, world_size=1)
+    profile's resource list (cpu, eval, train with one node). `$ARRAY_INDEX` (0-based) and `$NUM_TASKS` are set for
+    arrays; `world_size` fills `{world_size}` (the GPUs a one-node `train` resource list asks for)."""
+    wall = walltime or profile.max_walltime
+    directives = profile.directives(resources, nodes=1, walltime=wall, world_size=world_size)
     ctx = _common(profile, kind, workdir, log_dir, name[:60], walltime, array_size, directives, banner)
     ctx["command"] = command
     return Job(kind, name, _ENV.get_template("task.sh.j2").render(**ctx), array_size=array_size, after=after)
@@ -297,4 +300,58 @@ def render_eval(
         walltime=walltime,
         array_size=num_iterations,
         banner=banner,
+    )
+
+
+def render_curate(
+    pipeline: str,
+    profile: Profile,
+    *,
+    name: str,
+    output: str,
+    stages: list[str],
+    gpus_per_shard: int,
+    num_shards: int,
+    workdir: str,
+    log_dir: str,
+    walltime: str | None,
+    pipeline_env: dict[str, str] | None = None,
+) -> Job:
+    """An array job, one task per shard of a curation pipeline (`cptkit curate P --shard-index i --num-shards N`).
+
+    CPU-only pipelines (syntax, pylint, language, select) get the profile's `cpu` resources. A pipeline with an LLM
+    stage gets a GPU node: the `eval` resources (one GPU) when its engines use one GPU, else one whole node of the
+    `train` resources, whose GPUs vLLM's tensor parallelism shares (`Target` checks they are enough). No merge job:
+    the last task to finish writes the statistics (the `cptkit curate` array contract). `pipeline_env`: the
+    `${VAR}`s the pipeline names, with their values at launch, passed on the command line (Grid Engine jobs inherit
+    no environment, so the tasks read the files the launch checked)."""
+    gpu = gpus_per_shard > 0
+    pinned = f"env {_q([f'{k}={v}' for k, v in sorted((pipeline_env or {}).items())])} " if pipeline_env else ""
+    resources = "cpu" if not gpu else ("eval" if gpus_per_shard == 1 else "train")
+    command = _join(
+        [
+            f"{_task_prefix(profile, gpu=gpu)}{pinned}{_cptkit(profile)} curate {shlex.quote(pipeline)}",
+            '--shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"',
+        ]
+    )
+    where = f"GPU node, LLM engine on {gpus_per_shard} GPU(s) per task" if gpu else "CPU resources (no LLM stage)"
+    banner = [
+        f"cptkit curation: {name} ({pipeline}), {num_shards} shard(s), one array task each",
+        f"{where}.",
+        f"Stages: {', '.join(stages)}. Output: {output}",
+        "Rendered by `cptkit launch curate`. A task may be rerun (finished shards are skipped, journals resume the",
+        "rest); the last task to finish writes curate_stats.{json,md,png}.",
+    ]
+    return render_task(
+        profile,
+        "curate",
+        resources,
+        f"curate-{name}",
+        command,
+        workdir=workdir,
+        log_dir=log_dir,
+        walltime=walltime,
+        array_size=num_shards,
+        banner=banner,
+        world_size=profile.gpus_per_node if resources == "train" else 1,
     )

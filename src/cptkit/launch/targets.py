@@ -2,6 +2,7 @@
 
     cptkit launch train recipes/X.yaml [key=value ...] --cluster launch/abci3.yaml --nodes 8 --chain 5 --submit
     cptkit launch tokenize data_mix/X.yaml --num-shards 64 --cluster launch/tsubame4.yaml --submit
+    cptkit launch curate data_curation/swallowcode_exp3.yaml --num-shards 64 --cluster launch/abci3.yaml --submit
     cptkit launch eval runs/X --suite ja --cluster launch/hyperpod.yaml --submit
     cptkit launch convert --cluster launch/slurm.yaml --submit mcore-to-hf runs/X/checkpoints/iter_0012500 hf/X
     cptkit launch selftest --cluster launch/hyperpod.yaml --recipe recipes/swallowcode_exp1.yaml --submit
@@ -9,7 +10,7 @@
 Every target shares `--cluster`, `--walltime` and `--dry-run`/`--submit` (added by `cli.py`); a target's `build()`
 turns its arguments into `Job`s plus the directory their scripts, logs and `jobs.jsonl` go to.
 
-Extension point: a new target (`curate` and `release` are planned; `selftest` is one) is one `Target` subclass here —
+Extension point: a new target (`release` is planned; `curate` and `selftest` are examples) is one `Target` subclass here —
 `add_arguments()` and `build()`, rendering its job with `render.render_task()` like tokenize/eval do — and its entry in
 `TARGETS`. The CLI, dry-run, submission, chaining and `cptkit status` need no change.
 """
@@ -17,6 +18,9 @@ Extension point: a new target (`curate` and `release` are planned; `selftest` is
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -254,4 +258,83 @@ class Selftest(Target):
         return Launch(jobs, work, log_dir)
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (Train(), Tokenize(), Convert(), Eval(), Selftest())}
+def pipeline_env(path: str) -> dict[str, str]:
+    """The `${VAR}`s a pipeline YAML names that are set here: the values the launch checked its inputs with."""
+    names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", Path(path).read_text(encoding="utf-8"))
+    return {name: os.environ[name] for name in sorted(set(names)) if name in os.environ}
+
+
+class Curate(Target):
+    """`cptkit curate` as an array job: task i of N runs shard i (`--shard-index i --num-shards N`).
+
+    The pipeline is loaded and its inputs globbed here, on the login node, so a bad file, an unset `${VAR}`, an
+    input glob that matches nothing, a shard count that disagrees with an earlier run into the same output, or an LLM
+    engine wider than a node fails now instead of in 64 queued tasks."""
+
+    name = "curate"
+    help = "array job, one task per shard of a curation pipeline (CPU for filters, a GPU node for LLM rewriting)"
+
+    def add_arguments(self, p):
+        p.add_argument("pipeline", help="curation pipeline YAML (data_curation/*.yaml)")
+        p.add_argument("--num-shards", type=int, help="number of shards (array tasks; default: the YAML's `tasks`)")
+        p.add_argument("--work-dir", help="scripts, logs and jobs.jsonl (default: runs/curate-PIPELINE)")
+
+    def build(self, args, profile, *, walltime, workdir):
+        from cptkit.curate.config import load_pipeline
+        from cptkit.curate.run import plan
+        from cptkit.launch import render, validate
+
+        positive("--num-shards", args.num_shards)
+        validate.validate_walltime(profile, walltime)
+        pipe = load_pipeline(args.pipeline)
+        the_plan = plan(pipe, args.pipeline, args.num_shards)
+        n, files = the_plan["tasks"], len(the_plan["input_files"])
+        if n > files:  # datatrove gives each task whole files: tasks past the file count would read nothing
+            raise UserError(
+                f"{n} shards but only {files} input file(s); a shard reads whole files, so use at most {files}",
+                field="--num-shards",
+            )
+        self._check_earlier_run(Path(pipe.output) / ".curate" / "plan.json", the_plan, args.pipeline)
+        gpus = pipe.gpus_per_shard
+        if gpus > profile.gpus_per_node:
+            raise UserError(
+                f"an LLM stage uses tensor_parallel_size {gpus}, more than the {profile.gpus_per_node} GPUs per node "
+                f"of {profile.name}",
+                file=args.pipeline,
+                field="stages.engine.tensor_parallel_size",
+            )
+        work = self.work_dir(args, f"runs/curate-{Path(args.pipeline).stem}")
+        log_dir = work / "logs"
+        job = render.render_curate(
+            args.pipeline,
+            profile,
+            name=pipe.name,
+            output=pipe.output,
+            stages=[s.label for s in pipe.stages],
+            gpus_per_shard=gpus if pipe.needs_gpu else 0,
+            num_shards=n,
+            workdir=workdir,
+            log_dir=str(log_dir.absolute()),
+            walltime=walltime,
+            pipeline_env=pipeline_env(args.pipeline),
+        )
+        return Launch([job], work, log_dir)
+
+    @staticmethod
+    def _check_earlier_run(path: Path, the_plan: dict, file: str) -> None:
+        """Every task must agree with what the output already holds (`cptkit curate` refuses a changed plan): say so
+        before submitting, without writing anything (a dry run leaves the output untouched)."""
+        if not path.exists():
+            return
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in the_plan if old.get(k) != the_plan[k])
+        if changed:
+            hint = f" (it used {old.get('tasks')} shards)" if "tasks" in changed else ""
+            raise UserError(
+                f"{path.parent.parent} was made by a different pipeline (changed: {', '.join(changed)}){hint}; "
+                "use a new output directory, or delete this one to start over",
+                file=file,
+            )
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (Train(), Tokenize(), Convert(), Eval(), Selftest(), Curate())}

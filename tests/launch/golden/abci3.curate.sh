@@ -1,0 +1,33 @@
+#!/bin/bash
+#PBS -N curate-swallowcode_exp3
+#PBS -j oe
+#PBS -o /scratch/cptkit/logs/
+#PBS -l walltime=04:00:00
+#PBS -J 0-63
+#PBS -q rt_HC
+#PBS -l select=1:ncpus=32
+#PBS -P gab00000
+#
+# cptkit curation: swallowcode_exp3 (data_curation/swallowcode_exp3.yaml), 64 shard(s), one array task each
+# CPU resources (no LLM stage).
+# Stages: syntax, pylint. Output: /scratch/curated/swallowcode_exp3
+# Rendered by `cptkit launch curate`. A task may be rerun (finished shards are skipped, journals resume the
+# rest); the last task to finish writes curate_stats.{json,md,png}.
+set -eo pipefail
+
+cd /home/user/cptkit
+ARRAY_INDEX=$PBS_ARRAY_INDEX
+NUM_TASKS=64
+echo "cptkit: curate task $ARRAY_INDEX of $NUM_TASKS, job $PBS_JOBID on $(hostname)"
+
+# --- software environment (modules)
+if ! command -v module >/dev/null 2>&1 && [[ -f /etc/profile.d/modules.sh ]]; then
+  source /etc/profile.d/modules.sh
+fi
+module load hpcx/2.20 cuda/12.6/12.6.1 cudnn/9.5/9.5.1 nccl/2.23/2.23.4-1
+source /home/user/cptkit/.venv/bin/activate
+export CUDA_DEVICE_MAX_CONNECTIONS="1"
+export NCCL_IB_TIMEOUT="22"
+
+env CURATE_ROOT=/scratch/curated RAW_ROOT=/scratch/raw cptkit curate data_curation/swallowcode_exp3.yaml \
+    --shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"
