@@ -52,7 +52,7 @@ CASES = [
     (load_spec, SPEC_DIR / "llama.yaml", "hf_model_types:", "hf_model_type:", "hf_model_type", "'hf_model_types'"),
     (load_spec, SPEC_DIR / "llama.yaml", "    hf: model.layers.{i}.input_layernorm.weight",
      "    hff: model.layers.{i}.input_layernorm.weight", "layer_weights[0].hff", "'hf'"),
-    (load_suite, suites_dir() / "quick.yaml", "    shots: 1\n", "    shot: 1\n", "tasks[1].shot", "'shots'"),
+    (load_suite, suites_dir() / "quick.yaml", "    shots: 0\n", "    shot: 0\n", "tasks[1].shot", "'shots'"),
 ]  # fmt: skip
 
 
