@@ -268,6 +268,7 @@ def test_one_template_twice_must_agree(tmp_path, capsys):
     assert "a template runs once per suite" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~1-2.5 min: every en task end to end through lm-eval (make test-slow)
 def test_en_suite_runs_on_fake_data(preferring_llama, tmp_path):
     """All ten en columns through lm-eval (one document per task), group scores under the suite's metric keys."""
     root = fake_root(tmp_path, ["en"])
