@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from train_helpers import write_mixture, write_prefix, write_recipe
+from train_helpers import VOCAB, write_mixture, write_prefix, write_recipe
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]  # real training runs in subprocesses
 LATEST = "latest_checkpointed_iteration.txt"
@@ -157,10 +157,17 @@ def test_changes_that_move_the_data_position_are_refused(finished_run, tmp_path,
 
 def test_a_different_tokenizer_is_refused(finished_run, tmp_path):
     recipe, _run = _copy(finished_run, tmp_path)
+    # A valid tokenizer of the same size whose ids spell other words: the settings check passes, the resume check
+    # (sha256 of the tokenizer file) must refuse.
+    from tokenizers import Tokenizer, models
+
     other = tmp_path / "other-tokenizer.json"
-    other.write_text('{"model": {"vocab": {}}}')
+    words = {f"w{i}": i for i in range(VOCAB - 1)} | {"</s>": VOCAB - 1}
+    Tokenizer(models.WordLevel(words, unk_token="w0")).save(str(other))
     mixture = write_mixture(tmp_path / "mix.yaml", finished_run["prefixes"], {"code": "16k", "text": "84k"})
-    mixture.write_text(mixture.read_text().replace("tokenizer: llama3", f"tokenizer: {other}"))
+    text = mixture.read_text()
+    declared = next(line for line in text.splitlines() if line.startswith("tokenizer: "))
+    mixture.write_text(text.replace(declared, f"tokenizer: {other}"))  # the same ids, another tokenizer file
     rc, out, err = cptkit("train", recipe, f"data.mixture={mixture}", "training.train_iters=6")
     assert rc == 2, out + err[-3000:]
     assert "the same token ids would mean different text" in err.strip().splitlines()[-1]

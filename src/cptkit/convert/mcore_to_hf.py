@@ -125,6 +125,14 @@ def hf_config_for_release(m: McoreModel, dtype: torch.dtype) -> dict[str, Any]:
             config[key] = fields[name]
     if not config.get("architectures") and m.spec.hf_architectures:
         config["architectures"] = [m.spec.hf_architectures[0]]
+    if "model_type" not in config and m.spec.hf_model_types:
+        # A model trained from random init has no base config.json: name its type (and its RoPE base, which the
+        # base model's file would have carried), so transformers can load the release.
+        config["model_type"] = m.spec.hf_model_types[0]
+        rope = m.spec.config.get("rotary_base")
+        rope_key = rope if isinstance(rope, str) else (rope or [None])[0]
+        if rope_key and "." not in rope_key and not m.cfg.rope_scaling:
+            config.setdefault(rope_key, fields["rotary_base"])
     dtype_name = str(dtype).removeprefix("torch.")
     config["torch_dtype"] = dtype_name
     if "dtype" in config:
