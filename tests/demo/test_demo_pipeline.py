@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+# The whole demo (tokenize, train with a pre-emption, convert, eval) takes 2-4 min on 2 cores: `make test-slow`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
