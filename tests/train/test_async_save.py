@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from train_helpers import write_recipe
+from train_helpers import cptkit_train, write_recipe
+from train_helpers import losses as metrics
 
 from cptkit.backend.spawn import run_spawned
 
@@ -229,27 +228,6 @@ def test_kill_mid_async_save_leaves_the_previous_checkpoint_latest(recipe, tmp_p
     assert rc == 0, err[-3000:]
     assert "resumed from" in out and "iteration 4" in out
     assert sorted(p.name for p in ckpts.glob("iter_*")) == ["iter_0000012"]
-
-
-def cptkit_train(recipe: Path, *overrides: str, wait: bool = True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "cptkit.cli", "train", str(recipe), *overrides]
-    # Its own session, so a kill takes the whole job (the forked checkpoint writers too), as a scheduler does.
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
-    )
-    if not wait:
-        return proc
-    out, err = proc.communicate(timeout=300)
-    return proc.returncode, out, err
-
-
-def metrics(run_dir: Path) -> dict[int, dict]:
-    out = {}
-    for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        out[rec["iteration"]] = rec
-    return out
 
 
 @pytest.mark.slow  # spawned ranks / `cptkit train` runs: 20-65 s each on 2 cores

@@ -6,39 +6,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from train_helpers import VOCAB, write_mixture, write_recipe
+from train_helpers import VOCAB, cptkit_train, losses, write_mixture, write_recipe
 
 from cptkit.backend.spawn import run_spawned
 
 ITERS = 30
-
-
-def cptkit_train(recipe: Path, *overrides: str, wait: bool = True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "cptkit.cli", "train", str(recipe), *overrides]
-    # Its own session, so a hard kill takes the whole job (checkpoint writer processes too), as a scheduler does.
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
-    )
-    if not wait:
-        return proc
-    out, err = proc.communicate(timeout=300)
-    return proc.returncode, out, err
-
-
-def losses(run_dir: Path) -> dict[int, dict]:
-    """The last record of every iteration (a resumed run appends the iterations it repeats)."""
-    out = {}
-    for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        out[rec["iteration"]] = rec
-    return out
 
 
 def wait_for(predicate, proc, timeout=240.0):

@@ -6,6 +6,10 @@ of a 2-layer model visibly falls within 30 iterations.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,4 +121,27 @@ def make_hf_llama(out: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = transformers.LlamaForCausalLM(config).eval()
     model.save_pretrained(out)
+    return out
+
+
+def cptkit_train(recipe: Path, *overrides: str, wait: bool = True):
+    """`cptkit train RECIPE OVERRIDES...` in its own session, so a kill takes the whole job (checkpoint writer
+    processes too), as a scheduler does. `wait=False` returns the Popen; otherwise (returncode, stdout, stderr)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "cptkit.cli", "train", str(recipe), *overrides]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+def losses(run_dir: Path) -> dict[int, dict]:
+    """The last record of every iteration (a resumed run appends the iterations it repeats)."""
+    out = {}
+    for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        out[rec["iteration"]] = rec
     return out
