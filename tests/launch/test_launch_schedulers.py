@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -250,8 +251,10 @@ def test_curate_array_job_end_to_end_and_rerun(profile, tmp_path):
     def logs() -> str:
         return "".join(p.read_text(errors="replace") for p in sorted((work / "logs").glob("*")))
 
-    def finished_tasks() -> int:  # each task's `cptkit curate` prints its shard count or the statistics at the end
-        return logs().count('"done": ') + logs().count("statistics: ")
+    def finished_tasks() -> int:
+        # Each task's `cptkit curate` ends with one line: its shard count (JSON) or, for the task that completes the
+        # output, "statistics: FILES" (the table above it has a "# Curation statistics: NAME" header: not counted).
+        return len(re.findall(r'^(?:\{"tasks": .*"done": |statistics: )', logs(), flags=re.M))
 
     def wait(predicate, what: str) -> None:
         deadline = time.monotonic() + TIMEOUT

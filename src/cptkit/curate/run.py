@@ -19,6 +19,7 @@ datatrove marks it complete: a killed task leaves nothing under the final names 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from cptkit.curate.config import Pipeline
 from cptkit.errors import UserError
 from cptkit.util.atomic import write_json
+from cptkit.util.lock import output_lock
 
 
 def expand_inputs(pipe: Pipeline, file: str) -> tuple[str, list[str], str]:
@@ -156,7 +158,17 @@ def run(pipe: Pipeline, file: str, *, shard_index: int | None, num_shards: int |
         local_rank_offset=shard_index or 0,
         start_method="fork",
     )
-    executor.run()
+    with contextlib.ExitStack() as locks:
+        # Two copies of one task (an array resubmitted while the first still runs) would write the same staging
+        # files: the second stops at once with one line. A run of every task here excludes any array element.
+        run_lock = out / ".curate" / "run"
+        if shard_index is None:
+            locks.enter_context(output_lock(run_lock, what=f"the curation of {out}"))
+        else:
+            locks.enter_context(output_lock(run_lock, what=f"the curation of {out}", shared=True))
+            task = out / ".curate" / f"task-{shard_index:05d}"
+            locks.enter_context(output_lock(task, what=f"curate task {shard_index} of {out}"))
+        executor.run()
     done = [r for r in range(tasks) if (out / ".curate" / "stats" / f"{r:05d}.json").exists()]
     result = {"tasks": tasks, "done": len(done)}
     if len(done) == tasks:
