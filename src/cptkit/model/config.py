@@ -107,6 +107,29 @@ class ModelConfig(ConfigModel):
         return cls.from_file(path)
 
 
+def check_against_checkpoint(inline: dict | None, on_disk: dict, where: str, file_of) -> None:
+    """The one check of a recipe's `model.config` against the initial checkpoint's config (the trainer and `cptkit
+    plan` both call it): every key both give must agree, numbers compared as numbers (a YAML `5e5` equals the JSON's
+    `500000`). `hf_config` is provenance, not shape. `file_of(key)` names the recipe file that set the key."""
+    for key, value in (inline or {}).items():
+        if key == "hf_config" or key not in on_disk:
+            continue
+        if _as_numbers(on_disk[key]) != _as_numbers(value):
+            raise UserError(
+                f"recipe says {value!r} but {where} has {on_disk[key]!r}",
+                file=file_of(f"model.config.{key}"),
+                field=f"model.config.{key}",
+            )
+
+
+def _as_numbers(value):
+    if isinstance(value, dict):
+        return {k: _as_numbers(v) for k, v in value.items()}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def pad_vocab_size(vocab_size: int, divisible_by: int = 128) -> int:
     """Megatron's `make-vocab-size-divisible-by` padding (128,256 stays 128,256 at 128)."""
     return -(-vocab_size // divisible_by) * divisible_by

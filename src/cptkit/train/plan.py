@@ -11,13 +11,13 @@ budget vs iterations, ...) and raises a one-line `UserError` naming the recipe f
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cptkit.errors import UserError
+from cptkit.model.config import FILENAME, ModelConfig, check_against_checkpoint
 from cptkit.model.shape import count_parameters, layer_parameters
 from cptkit.train.schema import Recipe
 from cptkit.util.units import format_tokens
@@ -137,20 +137,10 @@ def load_model_shape(recipe: Recipe) -> tuple[dict[str, Any], str]:
     """The model config to plan with: the initial checkpoint's cptkit_model.json if present, else model.config."""
     ckpt = recipe.model.init_checkpoint
     inline = recipe.model.config
-    if ckpt and (Path(ckpt) / "cptkit_model.json").is_file():
-        path = Path(ckpt) / "cptkit_model.json"
-        try:
-            on_disk = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"cannot read: {e}", file=str(path)) from None
-        if inline:
-            for key in _SHAPE_KEYS:
-                if key in inline and key in on_disk and inline[key] != on_disk[key]:
-                    raise UserError(
-                        f"recipe says {inline[key]} but the initial checkpoint {path} has {on_disk[key]}",
-                        file=recipe.file_of(f"model.config.{key}"),
-                        field=f"model.config.{key}",
-                    )
+    if ckpt and (Path(ckpt) / FILENAME).is_file():
+        path = Path(ckpt) / FILENAME
+        on_disk = ModelConfig.load(path).model_dump(mode="json")
+        check_against_checkpoint(inline, on_disk, f"the initial checkpoint {path}", recipe.file_of)
         return on_disk, str(path)
     if inline is None:
         where = f"{ckpt}/cptkit_model.json not found" if ckpt else "model.init_checkpoint is null"

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from cptkit.config import user_error
 from cptkit.errors import UserError
-from cptkit.model.config import ModelConfig
+from cptkit.model.config import FILENAME, ModelConfig, check_against_checkpoint
 
 
 @dataclass
@@ -33,27 +33,12 @@ def model_config_for(recipe) -> ModelConfig:
     ckpt = recipe.model.init_checkpoint
     if ckpt:
         cfg = ModelConfig.load(ckpt)
-        on_disk = cfg.model_dump(mode="json")
-        for key, value in (inline or {}).items():
-            if key in on_disk and key != "hf_config" and _norm(on_disk[key]) != _norm(value):
-                raise UserError(
-                    f"recipe says {value!r} but {ckpt}/cptkit_model.json has {on_disk[key]!r}",
-                    file=recipe.file_of(f"model.config.{key}"),
-                    field=f"model.config.{key}",
-                )
+        check_against_checkpoint(inline, cfg.model_dump(mode="json"), f"{ckpt}/{FILENAME}", recipe.file_of)
         return cfg
     try:
         return ModelConfig.model_validate(inline or {})
     except ValidationError as e:
         raise user_error(e, recipe.file_of, prefix=("model", "config")) from None
-
-
-def _norm(value):
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return value
 
 
 def check_cpu_settings(recipe) -> None:
