@@ -162,3 +162,34 @@ def test_trainer_loader_at_tp2_and_pp2_saved_checkpoint_exports_bit_exact(tmp_pa
     assert (layers0, layers1) == (1, 1)
     convert_mcore_to_hf(tmp_path / "pp2", tmp_path / "out", dtype=torch.float32, hf_assets=hf, log=quiet)
     assert_bit_exact(load_dir(hf), load_dir(tmp_path / "out"))
+
+
+@pytest.mark.slow  # two exports with logit checks in spawned processes: over a minute on 2 cores
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_a_model_trained_from_random_init_exports_its_rope(tmp_path, arch):
+    """A run from random init has no base config.json (`hf_config` empty): the export must still name its RoPE base
+    and Llama-3 scaling, or transformers loads base 10,000 without scaling and the release is another model. The
+    export's own logit check passes, and the same release with its RoPE keys dropped fails that check."""
+    import json
+
+    from cptkit.model.integrity import checkpoint_files, hash_files, write_manifest
+
+    hf = make_hf_model(tmp_path / "hf", arch)
+    mc = tmp_path / "mc"
+    convert_hf_to_mcore(hf, mc, log=quiet)
+    cfg = ModelConfig.load(mc)
+    assert cfg.hf_config  # not blind: the provenance is there before we drop it
+    cfg.model_copy(update={"hf_config": {}}).save(mc)
+    write_manifest(mc, hash_files(mc, checkpoint_files(mc)), None)
+
+    out = tmp_path / "release"
+    convert_mcore_to_hf(mc, out, dtype=torch.float32, verify=True, verify_tolerance=1e-4, log=quiet)
+    written = json.loads((out / "config.json").read_text())
+    assert written["rope_theta"] == cfg.rotary_base
+    assert (written.get("rope_scaling") or None) == (cfg.rope_scaling.model_dump() if cfg.rope_scaling else None)
+
+    for key in ("rope_theta", "rope_scaling"):  # what the export wrote before the fix
+        written.pop(key, None)
+    (out / "config.json").write_text(json.dumps(written))
+    rc = main(["convert", "verify", str(out), str(mc), "--seq-len", "64", "--tolerance", "1e-4"])
+    assert rc != 0

@@ -129,10 +129,13 @@ def hf_config_for_release(m: McoreModel, dtype: torch.dtype) -> dict[str, Any]:
         # A model trained from random init has no base config.json: name its type (and its RoPE base, which the
         # base model's file would have carried), so transformers can load the release.
         config["model_type"] = m.spec.hf_model_types[0]
-        rope = m.spec.config.get("rotary_base")
-        rope_key = rope if isinstance(rope, str) else (rope or [None])[0]
-        if rope_key and "." not in rope_key and not m.cfg.rope_scaling:
-            config.setdefault(rope_key, fields["rotary_base"])
+        # The legacy form (`rope_theta`, `rope_scaling`) every transformers version reads. Without it transformers
+        # would load RoPE base 10,000 and no Llama-3 scaling: a release whose logits are not the trained model's.
+        for name in ("rotary_base", "rope_scaling"):
+            keys = m.spec.config.get(name)
+            key = keys if isinstance(keys, str) else (keys or [None])[0]
+            if key and "." not in key and fields[name] is not None:
+                config.setdefault(key, fields[name])
     dtype_name = str(dtype).removeprefix("torch.")
     config["torch_dtype"] = dtype_name
     if "dtype" in config:
