@@ -385,6 +385,14 @@ def test_bigcode_decode_step_matches(llama3_tokenizer):
     assert ref["completions"][2][0] == _maker().DECODE_GENERATIONS["HumanEval/19"][0][2:].replace(" ' ", "'")
 
 
+def test_bigcode_decode_effect_on_humaneval():
+    """The figures docs/eval.md quotes: the decode step shortens 15 prompts and fails 17 canonical solutions."""
+    from cptkit.eval import bigcode
+
+    effect = bigcode.humaneval_effect()
+    assert effect == {"problems": 164, "prompts_shortened": 15, "solutions_changed": 26, "solutions_failing": 17}
+
+
 def test_jhumaneval_prompts_stops_and_pass_at_k_match(tmp_path, llama3_tokenizer):
     maker = _maker()
     ref = BIGCODE["jhumaneval"]

