@@ -182,6 +182,10 @@ def process_results_sampled_humaneval_tests(doc: dict, results: list) -> dict[st
     generations with `--tasks humaneval`, whose references are HumanEval's (matched by position; the task ids agree).
     """
     completions = results[0] if isinstance(results[0], list) else results
-    reference = _humaneval_tests()[doc["task_id"]]
+    reference = _humaneval_tests().get(doc["task_id"])
+    if reference is None:
+        from cptkit.errors import UserError
+
+        raise UserError(f"JHumanEval row {doc['task_id']!r} has no HumanEval problem of that id", field="task_id")
     problem = {**_problem(doc), "test": reference["test"], "entry_point": reference["entry_point"]}
     return score_completions(problem, list(completions), ks=(1, 10))
