@@ -133,3 +133,22 @@ def test_lm_eval_task_from_fetched_rows_scores_with_evalplus(tmp_path):
 
 
 _SUITE = "name: s\ntasks:\n  - {column: HumanEval+, template: humaneval_plus, shots: 0, metric: 'pass@1,all'}\n"
+
+
+def test_swallowcode_column_samples_as_many_completions_as_the_seed_did():
+    """Seed 000's HumanEval+ values are k / (164 x 10) for whole k: 10 samples per problem. Greedy (k / 164) would
+    not give them; the template's `repeats` must."""
+    import importlib.resources
+
+    import yaml
+
+    text = (importlib.resources.files("cptkit.eval") / "reference_scores.yaml").read_text(encoding="utf-8")
+    published = [row["scores"]["HumanEval+"] for row in yaml.safe_load(text)["swallowcode"]["rows"]]
+    assert len(published) == 5
+
+    def fits(n_samples: int) -> bool:
+        return all(round(round(v * 164 * n_samples) / (164 * n_samples), 4) == v for v in published)
+
+    repeats = eval_tasks.load_template("humaneval_plus").config["repeats"]
+    assert repeats == 10 and fits(repeats)
+    assert not fits(1)  # not blind: greedy pass@1 cannot give the published values
