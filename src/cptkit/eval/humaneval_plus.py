@@ -25,7 +25,9 @@ Try it on a CPU machine:  python -c "from cptkit.eval.humaneval_plus import self
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -50,7 +52,8 @@ def _expected(record_json: str) -> dict:
     from evalplus.evaluate import get_groundtruth
 
     record = json.loads(record_json)
-    return get_groundtruth({record["task_id"]: record}, _record_hash(record), [])[record["task_id"]]
+    with contextlib.redirect_stdout(io.StringIO()):  # two progress lines per problem
+        return get_groundtruth({record["task_id"]: record}, _record_hash(record), [])[record["task_id"]]
 
 
 def expected_output(record: dict) -> dict:
@@ -83,7 +86,9 @@ def _pool() -> ProcessPoolExecutor:
     not once per problem. A fork server, as in cptkit.eval.code and for the same reason: each check forks, and
     forking a multi-threaded lm-eval process is unsafe; the workers are single-threaded and fork from there."""
     workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1))
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "evalplus.evaluate"])  # imported once (if the server starts here)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 def statuses(record: dict, completions: list[str]) -> list[tuple[str, str]]:
