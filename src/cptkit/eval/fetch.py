@@ -6,7 +6,10 @@ For every split a task template names (see cptkit.eval.tasks), the source is, in
 - `cptkit.fetch.manual`: printed instructions (a corpus distributed only as XML, behind a form, ...);
 - `cptkit.fetch.url`: one URL per split, read as `format` (`json`: a JSON array or JSON lines, the default;
   `squad`: SQuAD-style nested JSON flattened to one row per question, as JGLUE's JSQuAD; `niilc_xml`: NIILC's XML,
-  rows `{question, answers}`). Plain files from the corpora's own repositories: no dataset script runs;
+  rows `{question, answers}`; `evalplus`: an EvalPlus release file, rows `{task_id, prompt, entry_point,
+  canonical_solution, evalplus}` where `evalplus` is the release's line verbatim). Gzipped files are unpacked. With
+  `cptkit.fetch.sha256` (per split) the download must have that sha256 or nothing is written. Plain files from the
+  corpora's own repositories: no dataset script runs;
 - `cptkit.fetch.llmjp`: an llm-jp-eval 1.3.0 dataset, built from the raw files that version downloads with its own
   preprocessing (train/dev/test split, prompts' input text; see cptkit.eval.llmjp);
 - `cptkit.fetch.sacrebleu`: the WMT test set through sacrebleu's own downloader, rows `{source, target}`;
@@ -75,7 +78,8 @@ def _source(fetch: dict, upstream: dict, split: str, template: str) -> tuple[str
     if "manual" in fetch:
         return "manual", (fetch["manual"],)
     if "url" in fetch:
-        return "url", (fetch["url"][split], fetch.get("format", "json"))
+        pin = (fetch["sha256"][split],) if "sha256" in fetch else ()  # only pinned sources record a checksum
+        return "url", (fetch["url"][split], fetch.get("format", "json"), *pin)
     if "sacrebleu" in fetch:
         return "sacrebleu", (fetch["sacrebleu"]["test_set"], fetch["sacrebleu"]["langpair"])
     if "llmjp" in fetch:
@@ -137,9 +141,21 @@ def _hub(path: str, name: str | None, split: str, revision: str | None = None):
     return iter(datasets.load_dataset(path, name, split=split, revision=revision))
 
 
-def _url(url: str, fmt: str = "json"):
+def _url(url: str, fmt: str = "json", sha256: str | None = None):
     with urllib.request.urlopen(url, timeout=120) as response:
-        return parse(response.read().decode("utf-8"), fmt)
+        raw = response.read()
+    return parse(unpack(raw, url, sha256), fmt)
+
+
+def unpack(raw: bytes, url: str, sha256: str | None = None) -> str:
+    """The downloaded file's text: checked against the pinned sha256 (of the bytes as served), gunzipped if gzip."""
+    import gzip
+    import hashlib
+
+    got = hashlib.sha256(raw).hexdigest()
+    if sha256 is not None and got != sha256:
+        raise RuntimeError(f"{url}: sha256 {got}, the template pins {sha256}")
+    return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
 
 
 def parse(text: str, fmt: str) -> list[dict]:
@@ -171,6 +187,15 @@ def parse(text: str, fmt: str) -> list[dict]:
             for para in article["paragraphs"]
             for qa in para["qas"]
         ]
+    if fmt == "evalplus":
+        # the test inputs mix types within a list (Arrow cannot hold them): keep each record as its original text
+        rows = []
+        for line in text.splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                keep = ("task_id", "prompt", "entry_point", "canonical_solution")
+                rows.append({**{k: rec[k] for k in keep}, "evalplus": line})
+        return rows
     if fmt != "json":
         raise ValueError(f"unknown format {fmt!r}")
     stripped = text.lstrip()

