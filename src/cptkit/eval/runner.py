@@ -180,6 +180,7 @@ def evaluate(
         "format": RESULTS_FORMAT,
         "suite": suite.name,
         "suite_sha256": suite.sha256,
+        "report": suite.report.model_dump(mode="json"),  # the table layout, for a suite `cptkit report` cannot load
         "model": {"hf_dir": str(hf_dir), **(extra or {})},
         "scores": {k: c["value"] for k, c in columns.items()},
         "not_comparable": {k: c["not_comparable"] for k, c in columns.items() if c["not_comparable"]},
