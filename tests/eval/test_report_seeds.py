@@ -326,3 +326,14 @@ def test_editing_the_report_layout_does_not_make_results_stale(tmp_path):
     (tmp_path / "c.yaml").write_text(base.replace("shots: 0", "shots: 4"))
     sha = {n: load_suite(str(tmp_path / f"{n}.yaml")).sha256 for n in "abc"}
     assert sha["a"] == sha["b"] != sha["c"]
+
+
+def test_a_custom_suites_layout_comes_from_its_results(tmp_path):
+    """A suite given as a path is not loadable by name later: the layout the runner recorded in the results is used."""
+    _write(tmp_path / "r", "my_suite", 3, 3 * 10**6, {"A": 0.5, "B": 0.25})
+    doc_path = tmp_path / "r" / "eval" / "iter_0000003" / "my_suite.json"
+    doc = json.loads(doc_path.read_text())
+    doc["report"] = {"decimals": 2, "averages": [{"name": "AB avg", "columns": ["A", "B"]}], "tables": []}
+    doc_path.write_text(json.dumps(doc))
+    md = report.markdown_table([report.load_run(tmp_path / "r", "r")], "my_suite")
+    assert "| Run | Iteration | Tokens | A | B | AB avg |" in md and "| r | 3 | 3M | 0.50 | 0.25 | 0.38 |" in md

@@ -154,6 +154,7 @@ def test_sampled_humaneval_is_one_n10_call_per_task(fake_vllm, preferring_llama,
     doc = json.loads(out.read_text())
 
     assert doc["backend"] == "vllm"
+    assert doc["report"]["averages"] == [{"name": "Avg", "columns": None}]  # the layout, for `cptkit report`
     (engine,) = fake_vllm.RECORD["llm"]
     assert engine["model"] == str(preferring_llama) and engine["tensor_parallel_size"] == 2 and engine["seed"] == 1234
     (call,) = fake_vllm.RECORD["generate"]  # one call for the task: both problems, 10 samples each
