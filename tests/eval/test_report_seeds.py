@@ -337,3 +337,14 @@ def test_a_custom_suites_layout_comes_from_its_results(tmp_path):
     doc_path.write_text(json.dumps(doc))
     md = report.markdown_table([report.load_run(tmp_path / "r", "r")], "my_suite")
     assert "| Run | Iteration | Tokens | A | B | AB avg |" in md and "| r | 3 | 3M | 0.50 | 0.25 | 0.38 |" in md
+
+
+def test_a_not_comparable_curve_says_so_in_its_title(tmp_path):
+    columns = [t.column for t in load_suite("swallow_v05_ja").tasks]
+    _write(tmp_path / "r", "swallow_v05_ja", 1, 10**9, dict.fromkeys(columns, 0.5), {"XL-Sum": ["JP harness v0.0"]})
+    runs = [report.load_run(tmp_path / "r", "r")]
+    titles = {
+        c: report.plot_benchmark(runs, "swallow_v05_ja", c).axes[0].get_title() for c in ("XL-Sum", "MGSM", "Ja Avg")
+    }
+    assert "not comparable" in titles["XL-Sum"] and "not comparable" in titles["Ja Avg"]
+    assert titles["MGSM"] == "swallow_v05_ja: MGSM"

@@ -171,7 +171,10 @@ def plot_benchmark(runs: list[RunData], suite: str, column: str):
         metric = f"mean of {len(averages[column])} columns"
     else:
         metric = labels.get(column) or "score"
-    fig, ax = _figure(f"{suite}: {column}", f"{column}: {metric}")
+    covered = averages.get(column, [column])
+    flagged = any((d.get("not_comparable") or {}).get(c) for r in runs for d in r.evals.get(suite, []) for c in covered)
+    note = "\n(not comparable with the seed's table: see the footnotes of SUITE.md)".replace("SUITE", suite)
+    fig, ax = _figure(f"{suite}: {column}" + (note if flagged else ""), f"{column}: {metric}")
     colors = run_colors(runs)
     points = {
         run.name: [
