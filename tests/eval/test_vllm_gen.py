@@ -168,6 +168,8 @@ def test_sampled_humaneval_is_one_n10_call_per_task(fake_vllm, preferring_llama,
         "seed": 1234,
         "temperature": 0.2,
         "top_p": 0.95,
+        "skip_special_tokens": False,  # lm-eval's vLLM backend decodes as its transformers backend does
+        "spaces_between_special_tokens": False,
     }
     # the prompt as bigcode tokenized it: one BOS (the template's), then the problem's prompt, nothing added
     want = tok(tok.bos_token + problems[0]["prompt"], add_special_tokens=False)["input_ids"]

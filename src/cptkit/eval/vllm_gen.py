@@ -101,15 +101,21 @@ class SampledGeneration(LM):
         return [text for texts in results for text in texts]
 
     def sampling_params(self, gen_kwargs: dict, n: int):
-        """lm-eval's reading of the task's generation_kwargs (stop sequences + EOS, max tokens), as vLLM arguments."""
+        """lm-eval's reading of the task's generation_kwargs (stop sequences + EOS, max tokens, its vLLM backend's
+        decoding defaults), as vLLM arguments, plus n and the seed."""
         from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
         from vllm import SamplingParams
 
-        kwargs = normalize_gen_kwargs(dict(gen_kwargs), default_max_gen_toks=self.inner.max_gen_toks)
         eos = self.inner.tokenizer.decode(self.inner.eot_token_id)
-        until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
-        max_tokens = int(kwargs.pop("max_gen_toks"))
-        kwargs.pop("do_sample", None)  # vLLM samples whenever temperature > 0
+        if hasattr(self.inner, "modify_gen_kwargs"):  # lm-eval's vLLM backend: exactly its own reading
+            kwargs, until, max_tokens = self.inner.modify_gen_kwargs(
+                dict(gen_kwargs), eos=eos, default_max_gen_toks=self.inner.max_gen_toks
+            )
+        else:
+            kwargs = normalize_gen_kwargs(dict(gen_kwargs), default_max_gen_toks=self.inner.max_gen_toks)
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+            max_tokens = int(kwargs.pop("max_gen_toks"))
+            kwargs.pop("do_sample", None)  # vLLM samples whenever temperature > 0
         return SamplingParams(n=n, stop=until, max_tokens=max_tokens, seed=self.seed, **kwargs), until, max_tokens
 
     def _sample(self, groups: list[tuple[Any, int]]) -> dict[int, list[str]]:
