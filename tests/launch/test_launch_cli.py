@@ -218,3 +218,28 @@ def test_a_new_target_is_one_class(site_env, capsys, monkeypatch):
     assert launch("hello", "world", "--cluster", "launch/hyperpod.yaml", "--walltime", "00:10:00") == 0
     out = capsys.readouterr().out
     assert "#SBATCH --time=00:10:00" in out and "echo hello world" in out and "sbatch --parsable" in out
+
+
+def test_eval_backend_and_tensor_parallel_size(site_env, tmp_path, capsys):
+    """`launch eval` renders the vLLM path by default, tensor-parallel on one GPU or a whole node, never wider."""
+    run = tmp_path / "run"
+    for it in (500, 1000):
+        (run / "checkpoints" / f"iter_{it:07d}").mkdir(parents=True)
+    base = ("eval", str(run), "--suite", "code", "--cluster", "launch/abci3.yaml")
+    assert launch(*base) == 0
+    out = capsys.readouterr().out
+    assert "--backend vllm --model-args tensor_parallel_size=1" in out and "ngpus=1" in out
+    assert launch(*base, "--tensor-parallel-size", "node") == 0
+    out = capsys.readouterr().out
+    assert "tensor_parallel_size=8" in out and "#PBS -l select=1:ncpus=192:ngpus=8" in out and "#PBS -J 0-1" in out
+    assert launch(*base, "--backend", "hf") == 0
+    out = capsys.readouterr().out
+    assert "--backend hf \\" in out and "tensor_parallel_size" not in out
+    for bad, message in (
+        (["--tensor-parallel-size", "16"], "16 GPUs is more than the 8 GPUs per node of abci3"),
+        (["--tensor-parallel-size", "two"], "give a GPU count or `node`"),
+        (["--backend", "hf", "--tensor-parallel-size", "2"], "tensor parallelism is for the vllm backend"),
+    ):
+        assert launch(*base, *bad) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--tensor-parallel-size" in err and message in err

@@ -1,8 +1,8 @@
-"""Golden files of every profile's rendered scripts (train, tokenize array + merge, convert, eval array, curate array
-on CPU and on GPU), and `bash -n`.
+"""Golden files of every profile's rendered scripts (train, tokenize array + merge, convert, eval array with vLLM on one
+GPU and on a whole node, curate array on CPU and on GPU), and `bash -n`.
 
 The goldens were reviewed by eye once; a change to a template shows up here as a diff. To regenerate them after an
-intended change: `CPTKIT_UPDATE_GOLDENS=1 .venv/bin/pytest tests/launch/test_render.py`, then review `git diff`.
+intended change: `CPTKIT_UPDATE_GOLDENS=1 .venv/bin/pytest tests/launch/test_launch_render.py`, then review `git diff`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ def render_all(name: str) -> dict[str, str]:
     ev = render.render_eval(
         recipe.run_dir, "ja", profile, num_iterations=5, workdir=WORKDIR, log_dir=logs, walltime="04:00:00"
     )
+    # vLLM tensor-parallel over a whole node per checkpoint (`cptkit launch eval --tensor-parallel-size node`)
+    ev_node = render.render_eval(
+        recipe.run_dir, "future_code_ja", profile, num_iterations=5, workdir=WORKDIR, log_dir=logs,
+        walltime="04:00:00", tensor_parallel_size=profile.gpus_per_node,
+    )  # fmt: skip
     cur = curate_job(profile, "data_curation/swallowcode_exp3.yaml", logs)
     # The GPU form: an LLM engine on 4 GPUs (all of them on a smaller node; one GPU takes the `eval` resources).
     cur_gpu = curate_job(profile, "data_curation/swallowcode.yaml", logs, gpus=min(4, profile.gpus_per_node))
@@ -68,6 +73,7 @@ def render_all(name: str) -> dict[str, str]:
         "merge": merge.script,
         "convert": conv.script,
         "eval": ev.script,
+        "eval-node": ev_node.script,
     }
 
 
@@ -140,6 +146,12 @@ def test_scheduler_specific_lines(site_env):
     assert 'scontrol requeue "$SLURM_JOB_ID"' in h["train"]
     assert '--shard-index "$ARRAY_INDEX" --num-shards "$NUM_TASKS"' in h["tokenize"]
     assert '--iteration-index "$ARRAY_INDEX"' in h["eval"]
+    # the vLLM path: one GPU per checkpoint on the eval resources, or a whole node when tensor-parallel
+    assert "--backend vllm --model-args tensor_parallel_size=1" in h["eval"] and "#SBATCH --nodes=1" in h["eval"]
+    assert "--model-args tensor_parallel_size=4" in s["eval-node"] and "#$ -l node_f=1" in s["eval-node"]
+    assert "#$ -l node_q=1" in s["eval"]
+    assert "#PBS -l select=1:ncpus=192:ngpus=8" in a["eval-node"] and "tensor_parallel_size=8" in a["eval-node"]
+    assert "#PBS -l select=1:ncpus=24:ngpus=1" in a["eval"]
     assert "tokenize data_mix/swallowcode_exp1.yaml --merge" in h["merge"]
 
 

@@ -60,8 +60,9 @@ def register(subparsers) -> None:
     r = subparsers.add_parser(
         "report",
         help="results tables (Markdown, CSV) and PNG curves for one or more runs",
-        description="Seed-style tables (rows: tokens trained per checkpoint, columns: benchmarks, plus averages) "
-        "and PNG plots of training loss, grad norm and every benchmark against tokens, one line per run.",
+        description="Seed-style tables (rows: iteration and tokens trained per checkpoint; columns: the suite's seed "
+        "table's benchmarks in its order, its average columns, its decimals) and PNG plots of training loss, grad norm "
+        "and every benchmark against tokens, one line per run.",
     )
     r.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     r.add_argument("--output", type=Path, default=Path("report"), help="output directory (default ./report)")

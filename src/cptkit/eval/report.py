@@ -2,13 +2,14 @@
 
 For every suite found in the runs' `eval/iter_*/SUITE.json`:
     SUITE.md, SUITE.csv      rows = (run, iteration, tokens trained) per evaluated checkpoint, columns = the suite's
-                             benchmarks in the suite's (the seed table's) order and their average, 4 decimals as
-                             the seeds print them; tokens in adaptive units (2.1M, 50B) so a short run does not
-                             read "0.00"; runs side by side, one block of rows each
+                             benchmarks in the suite's (the seed table's) order and the seed's average columns
+                             (Ja Avg, En Avg, ...), its decimals (3 in seed 003, 4 in 000/001/004); tokens in
+                             adaptive units (2.1M, 50B) so a short run does not read "0.00"; runs side by side
                              `--reference`: the seed's published rows first (reference_scores.yaml, from the
-                             seed files), marked "(published)"
-    SUITE_<column>.png       each benchmark against tokens trained, one line per run; the y axis names the metric
-                             (the suite's label, e.g. "4-shot Char-F1"), no offset notation on either axis
+                             seed files), marked "(published)". Layout (decimals, averages, tables): the suite's
+                             `report:` section, see cptkit.eval.report_table
+    SUITE_<column>.png       each benchmark and average against tokens trained, one line per run; the y axis
+                             names the metric (the suite's label, e.g. "4-shot Char-F1"), no offset notation on either axis
 and from each run's `logs/metrics.jsonl`:
     loss.png, grad_norm.png  training loss (lm_loss when logged, else loss) and grad norm against tokens, one line per run
 
@@ -19,20 +20,18 @@ from). On a CPU:  cptkit report runs/exp_a runs/exp_b --output report/
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cptkit.errors import UserError
+from cptkit.eval.report_table import csv_table, layout_for, markdown_table, suite_columns
 from cptkit.util.atomic import atomic_open, write_text
 
 # matplotlib's tab10, fixed so a run's colour is the same in every figure (and testable in the PNGs).
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 _ITER = re.compile(r"^iter_(\d+)$")
-AVG = "Avg"
 
 
 @dataclass
@@ -110,113 +109,6 @@ def run_colors(runs: list[RunData]) -> dict[str, str]:
     return {r.name: PALETTE[i % len(PALETTE)] for i, r in enumerate(runs)}
 
 
-def suite_columns(runs: list[RunData], suite: str) -> tuple[list[str], dict[str, str]]:
-    columns: list[str] = []
-    labels: dict[str, str] = {}
-    for run in runs:
-        for doc in run.evals.get(suite, []):
-            for col, task in doc.get("tasks", {}).items():
-                if col not in columns:
-                    columns.append(col)
-                    labels[col] = task.get("label", "")
-            for col in doc.get("scores", {}):
-                if col not in columns:
-                    columns.append(col)
-    return columns, labels
-
-
-def reference_rows(suite: str, columns: list[str]) -> list[list]:
-    """The seed's published rows for `suite` (reference_scores.yaml), in the table's columns; [] when it has none."""
-    import importlib.resources
-
-    import yaml
-
-    text = (importlib.resources.files("cptkit.eval") / "reference_scores.yaml").read_text(encoding="utf-8")
-    published = yaml.safe_load(text)
-    entry = published.get(suite) or {}
-    entry = published.get(entry.get("same_as"), entry)
-    rows = []
-    for row in entry.get("rows", []):
-        values = [row["scores"].get(c) for c in columns]
-        # over the table's columns (the seed's own average covers its columns, which a table may not show all of)
-        avg = sum(values) / len(values) if values and all(v is not None for v in values) else None
-        tokens = format_tokens(row["tokens"]) if row.get("tokens") else "–"
-        rows.append([f"{row['name']} (published)", "–", tokens, *values, avg])
-    return rows
-
-
-def table_rows(runs: list[RunData], suite: str, *, reference: bool = False) -> tuple[list[str], list[list]]:
-    columns, _ = suite_columns(runs, suite)
-    header = ["Run", "Iteration", "Tokens", *columns, "Avg"]
-    rows = reference_rows(suite, columns) if reference else []
-    for run in runs:
-        for doc in run.evals.get(suite, []):
-            values = [_flagged(doc, c) for c in columns]
-            present = [v.value if isinstance(v, NotComparable) else v for v in values if v is not None]
-            avg = sum(present) / len(present) if present and len(present) == len(values) else None
-            if avg is not None and any(isinstance(v, NotComparable) for v in values):
-                avg = NotComparable(avg, ("an averaged column is not comparable",))
-            tokens = doc["model"].get("consumed_tokens")
-            rows.append([run.name, doc["model"].get("iteration"), format_tokens(tokens), *values, avg])
-    return header, rows
-
-
-def _cell(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, NotComparable):
-        return f"{v.value:.4f}*"
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-@dataclass(frozen=True)
-class NotComparable:
-    """A score computed on an offline stand-in (or another known difference): shown with "*" and the reason."""
-
-    value: float
-    reasons: tuple[str, ...]
-
-
-def _flagged(doc: dict, column: str):
-    value = doc.get("scores", {}).get(column)
-    reasons = (doc.get("not_comparable") or {}).get(column)
-    return NotComparable(value, tuple(reasons)) if value is not None and reasons else value
-
-
-def markdown_table(runs: list[RunData], suite: str, *, reference: bool = False) -> str:
-    header, rows = table_rows(runs, suite, reference=reference)
-    _, labels = suite_columns(runs, suite)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    if any(labels.values()):
-        lines.append("| | | | " + " | ".join(labels.get(c, "") for c in header[3:-1]) + " | |")
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    last = {row[0]: row for row in rows if not str(row[0]).endswith("(published)")}  # each run's last checkpoint
-    final = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    final += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in last.values()]
-    note = "Avg is over all benchmarks of the suite; – = not evaluated (no average then)."
-    reasons = sorted({r for row in rows for v in row if isinstance(v, NotComparable) for r in v.reasons})
-    if reasons:
-        note += " * = not comparable with the seed tables: " + "; ".join(reasons) + "."
-    return (
-        f"## {suite}\n\n"
-        + "\n".join(lines)
-        + f"\n\n{note}\n\n### {suite}: last evaluated checkpoint of each run\n\n"
-        + "\n".join(final)
-        + "\n"
-    )
-
-
-def csv_table(runs: list[RunData], suite: str, *, reference: bool = False) -> str:
-    header, rows = table_rows(runs, suite, reference=reference)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(
-        [["" if v is None else (f"{v.value}*" if isinstance(v, NotComparable) else v) for v in row] for row in rows]
-    )
-    return buf.getvalue()
-
-
 def _x_tokens(row: dict) -> float | None:
     tokens = row.get("consumed_tokens")
     return float(tokens) if isinstance(tokens, int | float) else None
@@ -261,25 +153,34 @@ def plot_training(runs: list[RunData], key: str):
     return fig
 
 
-def _score(doc: dict, column: str, columns: list[str]) -> float | None:
-    """A benchmark's score, or for "Avg" the mean over all the suite's columns (None unless all are present)."""
+def _score(doc: dict, column: str, averages: dict[str, list[str]]) -> float | None:
+    """A benchmark's score, or an average's mean over its columns (None unless all of them are present)."""
     scores = doc.get("scores", {})
-    if column != AVG:
+    if column not in averages:
         return scores.get(column)
-    values = [scores.get(c) for c in columns]
+    values = [scores.get(c) for c in averages[column]]
     return sum(values) / len(values) if values and all(v is not None for v in values) else None
 
 
 def plot_benchmark(runs: list[RunData], suite: str, column: str):
+    """One benchmark (or average) of a suite against tokens trained, one line per run; the y axis names the metric."""
     columns, labels = suite_columns(runs, suite)
-    metric = labels.get(column) or ("mean of the columns" if column == AVG else "score")
-    fig, ax = _figure(f"{suite}: {column}", f"{column}: {metric}")
+    layout = layout_for(runs, suite)
+    averages = {a.name: layout.average_columns(a, columns) for a in layout.averages}
+    if column in averages:
+        metric = f"mean of {len(averages[column])} columns"
+    else:
+        metric = labels.get(column) or "score"
+    covered = averages.get(column, [column])
+    flagged = any((d.get("not_comparable") or {}).get(c) for r in runs for d in r.evals.get(suite, []) for c in covered)
+    note = "\n(not comparable with the seed's table: see the footnotes of SUITE.md)".replace("SUITE", suite)
+    fig, ax = _figure(f"{suite}: {column}" + (note if flagged else ""), f"{column}: {metric}")
     colors = run_colors(runs)
     points = {
         run.name: [
-            (d["model"]["consumed_tokens"], _score(d, column, columns))
+            (d["model"]["consumed_tokens"], _score(d, column, averages))
             for d in run.evals.get(suite, [])
-            if _tokens_b(d) is not None and _score(d, column, columns) is not None
+            if _tokens_b(d) is not None and _score(d, column, averages) is not None
         ]
         for run in runs
     }
@@ -322,9 +223,13 @@ def make_report(
         write_text(written[-1], markdown_table(runs, suite, reference=reference))
         written.append(out_dir / f"{_safe(suite)}.csv")
         write_text(written[-1], csv_table(runs, suite, reference=reference))
-        for column in [*suite_columns(runs, suite)[0], AVG]:
+        averages = [a.name for a in layout_for(runs, suite).averages]
+        for column in [*suite_columns(runs, suite)[0], *averages]:
+            fig = plot_benchmark(runs, suite, column)
+            if not fig.axes[0].lines:
+                continue  # a column no run has evaluated (yet): no empty figure
             written.append(out_dir / f"{_safe(suite)}_{_safe(column)}.png")
-            save_png(plot_benchmark(runs, suite, column), written[-1])
+            save_png(fig, written[-1])
     for key in ("loss", "grad_norm"):
         if any(training_series(r, key)[0] for r in runs):
             written.append(out_dir / f"{key}.png")

@@ -1,7 +1,8 @@
 """Score one HF folder on one suite with lm-evaluation-harness and write the results JSON atomically.
 
 The suite's task templates are rendered into a temporary lm-eval include directory (cptkit.eval.tasks), the model is
-loaded once (`hf` backend; `vllm` when importable and a GPU is present, or when asked) and every suite entry runs
+loaded once (`hf` backend; `vllm` when importable and a GPU is present, or when asked: sampled code tasks then go
+through cptkit.eval.vllm_gen, n samples per prompt in one call per task) and every suite entry runs
 through `lm_eval.simple_evaluate` with its own shots and document limit. The JSON records, per column: the score, its
 stderr, the lm-eval task/group name, exact task versions, shots, sample counts, the full task configs lm-eval used,
 and every data file with its sha256.
@@ -94,7 +95,12 @@ def _model(hf_dir: Path, backend: str, *, device: str, batch_size: int | str, dt
     bos = "" if "add_bos_token" in model_args else "add_bos_token=False"
     args = ",".join(a for a in (f"pretrained={hf_dir},dtype={dtype}", bos, model_args.strip(",")) if a)
     if backend == "vllm":
-        return get_model("vllm").create_from_arg_string(args, {"batch_size": batch_size})
+        from cptkit.eval import vllm_gen
+
+        inner = get_model("vllm").create_from_arg_string(args, {"batch_size": batch_size})
+        # sampled code tasks (n = 10) as one SamplingParams(n=10) call per task on lm-eval's engine
+        seed = getattr(inner, "model_args", {}).get("seed", vllm_gen.DEFAULT_SEED)
+        return vllm_gen.wrap(inner, seed=seed)
     return get_model("hf").create_from_arg_string(args, {"batch_size": batch_size, "device": device})
 
 
@@ -137,6 +143,8 @@ def evaluate(
             )
             loaded["key"] = key
         lm = loaded["lm"]
+        if isinstance(getattr(lm, "calls", None), list):
+            lm.calls.clear()  # this suite's calls only
         columns: dict[str, dict] = {}
         outputs: dict[tuple, dict] = {}
         for task in suite.tasks:
@@ -180,11 +188,13 @@ def evaluate(
         "format": RESULTS_FORMAT,
         "suite": suite.name,
         "suite_sha256": suite.sha256,
+        "report": suite.report.model_dump(mode="json"),  # the table layout, for a suite `cptkit report` cannot load
         "model": {"hf_dir": str(hf_dir), **(extra or {})},
         "scores": {k: c["value"] for k, c in columns.items()},
         "not_comparable": {k: c["not_comparable"] for k, c in columns.items() if c["not_comparable"]},
         "average": sum(values) / len(values) if values else None,
         "backend": backend,
+        "vllm_sampled_calls": list(getattr(lm, "calls", [])),  # the batched n-sample calls (vLLM path only)
         "model_args": model_args,
         "limit": limit,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -4,7 +4,7 @@ lm-eval's `squadv2` is a Python task whose constructor ignores the YAML (the dat
 aggregation downloads the `squad_v2` metric from the Hugging Face hub. `LocalSQuAD2` keeps its prompt, requests and
 per-document outputs, takes the dataset from the rendered YAML, and computes the official SQuAD 2.0 exact match and
 F1 here (answer normalisation as in the official script: lower case, no punctuation, no articles, single spaces; an
-unanswerable question's gold answer is the empty string; the no-answer probability threshold is 1.0 as in the hub
+unanswerable question's gold answer is the empty string, gold answers that normalize to nothing are dropped; the no-answer probability threshold is 1.0 as in the hub
 metric's default, i.e. the generated text is always the prediction), and `best_exact` / `best_f1` at the best
 threshold on the probability of " unanswerable" (`best_score`). Scores are fractions in [0, 1], like the seeds.
 
@@ -57,8 +57,10 @@ def f1(gold: str, pred: str) -> float:
 
 
 def _raw(metric: str, golds: list[str], pred: str) -> float:
+    """The best score against any gold answer. As the official script (`get_raw_scores`), gold answers that normalize
+    to nothing ("The") are dropped, and a question left without one is scored against the empty answer."""
     fn = exact if metric == "exact" else f1
-    return max(fn(g, pred) for g in (golds or [""]))
+    return max(fn(g, pred) for g in ([g for g in golds if normalize_answer(g)] or [""]))
 
 
 def _score(metric, items) -> float:

@@ -44,7 +44,8 @@ class Target:
     def stale_reason(self, suite_sha256: str, limit: int | None) -> str | None:
         """Why existing results do not count as done for this request (None: they do).
 
-        A `--limit` smoke run must not stand in for the full evaluation, nor results of an edited suite file.
+        A `--limit` smoke run must not stand in for the full evaluation, nor results of edited suite tasks (editing
+        comments or the `report:` layout changes no score and keeps them).
         """
         try:
             previous = json.loads(self.output.read_text())
@@ -53,7 +54,7 @@ class Target:
         if previous.get("limit") != limit:
             return f"previous results used --limit {previous.get('limit')}"
         if previous.get("suite_sha256") != suite_sha256:
-            return "the suite file changed since"
+            return "the suite's tasks changed since (its name, templates, shots, metrics, limits or overrides)"
         return None
 
 

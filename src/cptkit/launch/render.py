@@ -277,22 +277,46 @@ def render_convert(
 
 
 def render_eval(
-    run_dir: str, suite: str, profile: Profile, *, num_iterations: int, workdir: str, log_dir: str, walltime: str | None
+    run_dir: str,
+    suite: str,
+    profile: Profile,
+    *,
+    num_iterations: int,
+    workdir: str,
+    log_dir: str,
+    walltime: str | None,
+    backend: str = "vllm",
+    tensor_parallel_size: int = 1,
 ) -> Job:
+    """An array job, one task per saved checkpoint: `cptkit eval RUN --suite S --iteration-index i`.
+
+    With `backend` vllm (the default: sampled code tasks as one n = 10 call per task, cptkit.eval.vllm_gen) the
+    engine is tensor-parallel over `tensor_parallel_size` GPUs: one GPU takes the profile's `eval` resources, more
+    take one whole node of its `train` resources (the target checks they fit in a node)."""
+    resources = "eval" if tensor_parallel_size == 1 else "train"
+    options = [f"--backend {shlex.quote(backend)}"]
+    if backend == "vllm":
+        options.append(f"--model-args tensor_parallel_size={tensor_parallel_size}")
     command = _join(
         [
             f"{_task_prefix(profile, gpu=True)}{_cptkit(profile)} eval {shlex.quote(run_dir)} --suite {shlex.quote(suite)}",
+            " ".join(options),
             '--iteration-index "$ARRAY_INDEX"',
         ]
     )
+    engine = (
+        f"vLLM on {tensor_parallel_size} GPU(s) per task ({'the eval resources' if resources == 'eval' else 'one node'})"
+        if backend == "vllm"
+        else f"backend {backend} on the eval resources"
+    )
     banner = [
         f"cptkit evaluation: suite {suite} on {num_iterations} checkpoint(s) of {run_dir}, one array task each",
-        "Rendered by `cptkit launch eval`.",
+        f"{engine}. Rendered by `cptkit launch eval`.",
     ]
     return render_task(
         profile,
         "eval",
-        "eval",
+        resources,
         f"eval-{suite}",
         command,
         workdir=workdir,
@@ -300,6 +324,7 @@ def render_eval(
         walltime=walltime,
         array_size=num_iterations,
         banner=banner,
+        world_size=profile.gpus_per_node if resources == "train" else 1,
     )
 
 

@@ -130,6 +130,19 @@ class Eval(Target):
         p.add_argument("--suite", required=True, help="evaluation suite")
         p.add_argument("--num-iterations", type=int, help="checkpoints to evaluate (default: iter_* in RUN_DIR)")
         p.add_argument("--work-dir", help="scripts, logs and jobs.jsonl (default: RUN_DIR)")
+        p.add_argument(
+            "--backend",
+            choices=("vllm", "hf", "auto"),
+            default="vllm",
+            help="`cptkit eval --backend` in each task (default vllm: sampled code tasks as one n=10 call per task)",
+        )
+        p.add_argument(
+            "--tensor-parallel-size",
+            default="1",
+            metavar="N|node",
+            help="GPUs of the vLLM engine per checkpoint: 1 (default) takes the profile's eval resources, more (or "
+            "`node`: the profile's gpus_per_node) one whole node",
+        )
 
     def build(self, args, profile, *, walltime, workdir):
         from cptkit.launch import render, validate
@@ -139,6 +152,7 @@ class Eval(Target):
         n = args.num_iterations or len(list((Path(args.run_dir) / "checkpoints").glob("iter_*")))
         if n < 1:
             raise UserError("no checkpoints (iter_*) to evaluate; pass --num-iterations", file=args.run_dir)
+        tp = self.tensor_parallel_size(args, profile)
         work = self.work_dir(args, args.run_dir)
         log_dir = work / "logs" / "jobs"
         job = render.render_eval(
@@ -149,8 +163,29 @@ class Eval(Target):
             workdir=workdir,
             log_dir=str(log_dir.absolute()),
             walltime=walltime,
+            backend=args.backend,
+            tensor_parallel_size=tp,
         )
         return Launch([job], work, log_dir)
+
+    @staticmethod
+    def tensor_parallel_size(args: argparse.Namespace, profile: Profile) -> int:
+        value = str(args.tensor_parallel_size)
+        if value == "node":
+            tp = profile.gpus_per_node
+        elif value.isdigit() and int(value) >= 1:
+            tp = int(value)
+        else:
+            raise UserError(f"give a GPU count or `node`, got {value!r}", field="--tensor-parallel-size")
+        if tp > profile.gpus_per_node:
+            raise UserError(
+                f"{tp} GPUs is more than the {profile.gpus_per_node} GPUs per node of {profile.name}; an evaluation "
+                "task runs on one node",
+                field="--tensor-parallel-size",
+            )
+        if tp > 1 and args.backend != "vllm":
+            raise UserError("tensor parallelism is for the vllm backend", field="--tensor-parallel-size")
+        return tp
 
 
 class Convert(Target):

@@ -9,7 +9,7 @@
 #PBS -P gab00000
 #
 # cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/swallowcode_exp1, one array task each
-# Rendered by `cptkit launch eval`.
+# vLLM on 1 GPU(s) per task (the eval resources). Rendered by `cptkit launch eval`.
 set -eo pipefail
 
 cd /home/user/cptkit
@@ -27,4 +27,5 @@ export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export NCCL_IB_TIMEOUT="22"
 
 cptkit eval /scratch/cptkit/runs/swallowcode_exp1 --suite ja \
+    --backend vllm --model-args tensor_parallel_size=1 \
     --iteration-index "$ARRAY_INDEX"

@@ -9,7 +9,7 @@
 #SBATCH --cpus-per-task=24
 #
 # cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/swallowcode_exp1, one array task each
-# Rendered by `cptkit launch eval`.
+# vLLM on 1 GPU(s) per task (the eval resources). Rendered by `cptkit launch eval`.
 set -eo pipefail
 
 cd /home/user/cptkit
@@ -28,4 +28,5 @@ export CPTKIT_NET_EXPECT="efa"
 export CPTKIT_ALLOW_SOCKET="0"
 
 srun --ntasks=1 --container-image=/fsx/images/cptkit.sqsh --container-mounts=/fsx:/fsx cptkit eval /scratch/cptkit/runs/swallowcode_exp1 --suite ja \
+    --backend vllm --model-args tensor_parallel_size=1 \
     --iteration-index "$ARRAY_INDEX"

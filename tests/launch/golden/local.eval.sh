@@ -1,7 +1,7 @@
 #!/bin/bash
 #
 # cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/tiny_cpu, one array task each
-# Rendered by `cptkit launch eval`.
+# vLLM on 1 GPU(s) per task (the eval resources). Rendered by `cptkit launch eval`.
 set -eo pipefail
 
 cd /home/user/cptkit
@@ -13,4 +13,5 @@ echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job local-$$ on $(hostname)"
 export OMP_NUM_THREADS="1"
 
 cptkit eval /scratch/cptkit/runs/tiny_cpu --suite ja \
+    --backend vllm --model-args tensor_parallel_size=1 \
     --iteration-index "$ARRAY_INDEX"

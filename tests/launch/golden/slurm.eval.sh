@@ -9,7 +9,7 @@
 #SBATCH --gpus-per-node=1
 #
 # cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/swallowcode_exp1, one array task each
-# Rendered by `cptkit launch eval`.
+# vLLM on 1 GPU(s) per task (the eval resources). Rendered by `cptkit launch eval`.
 set -eo pipefail
 
 cd /home/user/cptkit
@@ -22,4 +22,5 @@ source /home/user/cptkit/.venv/bin/activate
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 
 cptkit eval /scratch/cptkit/runs/swallowcode_exp1 --suite ja \
+    --backend vllm --model-args tensor_parallel_size=1 \
     --iteration-index "$ARRAY_INDEX"

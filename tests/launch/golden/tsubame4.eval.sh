@@ -9,7 +9,7 @@
 #$ -l node_q=1
 #
 # cptkit evaluation: suite ja on 5 checkpoint(s) of /scratch/cptkit/runs/swallowcode_exp1, one array task each
-# Rendered by `cptkit launch eval`.
+# vLLM on 1 GPU(s) per task (the eval resources). Rendered by `cptkit launch eval`.
 set -eo pipefail
 
 cd /home/user/cptkit
@@ -30,4 +30,5 @@ export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
 export UB_SKIPMC="1"
 
 cptkit eval /scratch/cptkit/runs/swallowcode_exp1 --suite ja \
+    --backend vllm --model-args tensor_parallel_size=1 \
     --iteration-index "$ARRAY_INDEX"

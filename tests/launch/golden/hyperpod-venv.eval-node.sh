@@ -1,0 +1,34 @@
+#!/bin/bash
+#SBATCH --job-name=eval-future_code_ja
+#SBATCH --output=/scratch/cptkit/logs/%x-%A_%a.out
+#SBATCH --time=04:00:00
+#SBATCH --array=0-4
+#SBATCH --partition=dev
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=8
+#SBATCH --exclusive
+#
+# cptkit evaluation: suite future_code_ja on 5 checkpoint(s) of /scratch/cptkit/runs/swallowcode_exp1, one array task each
+# vLLM on 8 GPU(s) per task (one node). Rendered by `cptkit launch eval`.
+set -eo pipefail
+
+cd /home/user/cptkit
+ARRAY_INDEX=$SLURM_ARRAY_TASK_ID
+NUM_TASKS=5
+echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job $SLURM_JOB_ID on $(hostname)"
+
+# --- software environment (venv)
+source /home/user/cptkit/.venv/bin/activate
+export FI_PROVIDER="efa"
+export FI_EFA_USE_DEVICE_RDMA="1"
+export FI_EFA_FORK_SAFE="1"
+export NCCL_SOCKET_IFNAME="^docker,lo,veth"
+export CUDA_DEVICE_MAX_CONNECTIONS="1"
+export TORCH_NCCL_AVOID_RECORD_STREAMS="1"
+export LD_LIBRARY_PATH="/opt/amazon/efa/lib:/opt/amazon/ofi-nccl/lib:/opt/aws-ofi-nccl/lib:${LD_LIBRARY_PATH}"
+export CPTKIT_NET_EXPECT="efa"
+export CPTKIT_ALLOW_SOCKET="0"
+
+cptkit eval /scratch/cptkit/runs/swallowcode_exp1 --suite future_code_ja \
+    --backend vllm --model-args tensor_parallel_size=8 \
+    --iteration-index "$ARRAY_INDEX"
