@@ -5,6 +5,7 @@ the same predictions and char-F1 / exact-match scores. Runs in a few seconds:  p
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from pathlib import Path
@@ -366,3 +367,124 @@ def test_bos_only_where_the_harness_added_it(tmp_path):
     model_dir.mkdir()
     (model_dir / "tokenizer_config.json").write_text(json.dumps({"bos_token": {"content": bos}}))
     assert runner.bos_text(model_dir) == bos
+
+
+# ---- JP LM Evaluation Harness: XL-Sum ---------------------------------------------------------------------------------
+
+XLSUM = json.loads((FIXTURES / "parity" / "xlsum.json").read_text(encoding="utf-8"))
+
+
+def _xlsum_render(tmp: Path, model_dir: Path, shots: int = 1) -> list[dict]:
+    """cptkit's rendered XL-Sum rows (the prompts lm-eval runs 0-shot), for the fixture's corpus and this model."""
+    write_rows(tmp / "data", "xlsum_ja", {"train": XLSUM["train"], "test": XLSUM["test"]})
+    rendered = eval_tasks.render(
+        eval_tasks.load_template("xlsum_ja"), tmp / "tasks", tmp / "data", shots=shots, model_dir=model_dir
+    )
+    assert rendered.max_length == XLSUM["window"]  # the tiny model's 1024 positions, under the 4096 cap
+    path = tmp / "tasks" / f"{rendered.tasks[0]}.contexts.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_xlsum_prompts_limits_and_window_match_the_harness(preferring_llama, tmp_path):
+    """Byte-identical prompts in the harness's order (shot draw, sentence and token truncation with the model's
+    tokenizer), its per-document limits, its 4096 cap, and which documents its batch slicing emptied."""
+    from cptkit.eval import xlsum
+
+    assert json.loads((preferring_llama / "config.json").read_text())["max_position_embeddings"] == XLSUM["window"]
+    rows = _xlsum_render(tmp_path, preferring_llama)
+    assert [r["context"] for r in rows] == [q["context"] for q in XLSUM["requests"]]
+    assert [r["max_num_tokens"] for r in rows] == [q["max_num_tokens"] for q in XLSUM["requests"]]
+    assert {tuple(q["until"]) for q in XLSUM["requests"]} == {("\n",)}
+    contexts = [r["context"] for r in rows]
+    assert any(c.endswith("の札\n要約:") for c in contexts)  # the one-sentence article was cut token by token
+    assert sum("終わり。" not in c.split("ニュース記事:")[-1] for c in contexts) >= 2  # articles cut by sentence
+    keep = XLSUM["window"] - xlsum.GEN_TOKENS
+    lost = {i: max(0, b["width"] - keep) for b in XLSUM["batches"] for i in b["requests"]}
+    assert [r["harness_lost_tokens"] for r in rows] == [lost[i] for i in range(len(rows))]
+    assert sorted(set(lost.values())) == [0, 8, 105]  # untouched, partly and wholly lost outputs are all covered
+    assert {g["max_new_tokens"] for g in XLSUM["generate_calls"]} == {xlsum.GEN_TOKENS}  # not max_num_tokens
+    for window, expected in XLSUM["max_length"].items():
+        assert xlsum.harness_max_length({"max_position_embeddings": int(window)}) == expected
+    # not blind: lm-eval's Japanese-leaderboard (Alpaca-style) prompt and an untruncated prompt both differ
+    import jinja2
+
+    alpaca = eval_tasks.load_yaml(eval_tasks.lm_eval_tasks_dir() / "japanese_leaderboard" / "ja_leaderboard_xlsum.yaml")
+    alpaca_prompt = alpaca["description"] + jinja2.Template(alpaca["doc_to_text"]).render(**rows[0])
+    assert alpaca_prompt not in contexts and "### 指示" not in "".join(contexts)
+    long_doc = next(i for i, r in enumerate(rows) if r["context"].endswith("の札\n要約:"))
+    assert xlsum.DESCRIPTION + xlsum.doc_to_text(rows[long_doc]) not in contexts
+
+
+def test_xlsum_rouge2_is_the_harness_bootstrap_over_model_tokens(preferring_llama):
+    """rouge-score's ROUGE-2 with the model's tokenizer, bootstrap "mid" from NumPy seed 1234, as the table's fraction."""
+    import numpy as np
+    from rouge_score import rouge_scorer
+
+    from cptkit.eval import xlsum
+
+    tok = str(preferring_llama)
+    pairs = [(p, g, tok) for p, g in XLSUM["pairs"]["pairs"]]
+    run = [(d["response"], d["gold"], tok) for d in XLSUM["details"]]  # the harness's kept outputs, in its order
+    state = np.random.get_state()
+    assert xlsum.rouge2(pairs) == XLSUM["pairs"]["rouge2"] / 100
+    assert xlsum.rouge2(run) == XLSUM["rouge2"] / 100
+    assert np.all(np.random.get_state()[1] == state[1])  # the global generator is left as it was
+    assert {p: xlsum.load_tokenizer(tok).tokenize(p) for p, _, _ in pairs[:3]} == XLSUM["tokens"]
+    # not blind: rouge-score's default tokenizer (whitespace, ASCII only: Japanese scores 0) ...
+    plain = rouge_scorer.RougeScorer(["rouge2"])
+    assert sum(plain.score(g, p)["rouge2"].fmeasure for p, g, _ in pairs) / len(pairs) < 0.2
+    # ... the plain mean, or the bootstrap from another seed, miss the harness's number on the run's outputs
+    model = rouge_scorer.RougeScorer(["rouge2"], tokenizer=xlsum.load_tokenizer(tok))
+    mean = sum(model.score(g, p)["rouge2"].fmeasure for p, g, _ in run) / len(run)
+    assert mean != pytest.approx(XLSUM["rouge2"] / 100, abs=1e-3)
+    seed = xlsum.NUMPY_SEED
+    try:
+        xlsum.NUMPY_SEED = 0
+        assert xlsum.rouge2(run) != pytest.approx(XLSUM["rouge2"] / 100, abs=1e-3)
+    finally:
+        xlsum.NUMPY_SEED = seed
+
+
+def test_xlsum_end_to_end_matches_the_harness_score(preferring_llama, tmp_path, monkeypatch):
+    """Through cptkit's runner and lm-eval: the model sees the harness's tokens (last 768 of a 1024 window), generates
+    at most 256, and the fixture's outputs score what the harness scored (incl. the outputs its slicing lost)."""
+    import re
+
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    from cptkit.eval import runner
+    from cptkit.eval.suites import load_suite
+
+    maker = _maker()
+    write_rows(tmp_path / "data", "xlsum_ja", {"train": XLSUM["train"], "test": XLSUM["test"]})
+    suite_file = tmp_path / "x.yaml"
+    suite_file.write_text(
+        "name: x\ntasks:\n  - {column: XL-Sum, template: xlsum_ja, shots: 1, metric: 'rouge2,none'}\n"
+    )
+    seen = {}
+
+    def fake_generate(self, context, max_length, stop, **kwargs):
+        rows = []
+        for ids in context.tolist():
+            kept = [t for t in ids if t != self.tokenizer.pad_token_id]
+            doc = int(re.findall(r"記事(\d+)", self.tokenizer.decode(kept))[-1]) - 10
+            seen[doc] = {"input_ids": kept, "max_new_tokens": max_length - context.shape[1]}
+            rows.append(self.tokenizer.encode(maker.XLSUM_PREDS[doc] + "\n続き", add_special_tokens=False))
+        width = max(len(r) for r in rows)
+        new = torch.tensor([r + [self.tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        return torch.cat([context, new], dim=1)
+
+    monkeypatch.setattr(HFLM, "_model_generate", fake_generate)
+    suite = load_suite(str(suite_file))
+    # lm-eval's own length set above the window (as Llama-3.1's 131072 would be): the harness's window still applies
+    run = dict(root=tmp_path / "data", backend="hf", device="cpu", batch_size=2, model_args="max_length=2048")
+    doc = runner.evaluate(preferring_llama, suite, **run)
+    for call in XLSUM["generate_calls"]:
+        assert seen[call["doc"]] == {"input_ids": call["input_ids"], "max_new_tokens": call["max_new_tokens"]}
+    assert doc["scores"]["XL-Sum"] == XLSUM["rouge2"] / 100
+    # not blind: without the harness's window the long prompts reach the model whole
+    monkeypatch.setattr(runner, "model_length", lambda lm, n: contextlib.nullcontext())
+    seen.clear()
+    runner.evaluate(preferring_llama, suite, **run)
+    assert max(len(s["input_ids"]) for s in seen.values()) > XLSUM["window"] - 256
