@@ -483,6 +483,8 @@ def test_xlsum_end_to_end_matches_the_harness_score(preferring_llama, tmp_path, 
     for call in XLSUM["generate_calls"]:
         assert seen[call["doc"]] == {"input_ids": call["input_ids"], "max_new_tokens": call["max_new_tokens"]}
     assert doc["scores"]["XL-Sum"] == XLSUM["rouge2"] / 100
+    lost = doc["tasks"]["XL-Sum"]["configs"]["cptkit_xlsum_ja"]["metadata"]["harness_outputs_lost"]
+    assert lost == {"emptied": 0, "cut": 3}
     # not blind: without the harness's window the long prompts reach the model whole
     monkeypatch.setattr(runner, "model_length", lambda lm, n: contextlib.nullcontext())
     seen.clear()

@@ -164,6 +164,11 @@ def configure(cfg: dict, files: dict, *, out_dir: Path, model_dir: Path | None =
     meta = cfg.setdefault("metadata", {})
     meta["num_fewshot_in_context"] = shots
     meta["cptkit_max_length"] = max_length  # the model keeps the last max_length - max_gen_toks prompt tokens
+    lost = [r.get("harness_lost_tokens", 0) for r in rows]  # shown in the results JSON's task config
+    meta["harness_outputs_lost"] = {
+        "emptied": sum(n >= GEN_TOKENS for n in lost),
+        "cut": sum(0 < n < GEN_TOKENS for n in lost),
+    }
 
 
 # ---- scoring ---------------------------------------------------------------------------------------------------------
