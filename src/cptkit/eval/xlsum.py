@@ -22,6 +22,8 @@ pinned JP harness, 1 shot, all 766 test documents of `mkshing/xlsum_ja`, model `
   those documents exactly; the empty predictions are reproduced, a partial loss is approximated by dropping that many
   tokens of cptkit's own output (the harness kept text the model wrote after its first "\\n", which depends on the
   batch partner's generation).
+- Decoding: transformers 4.x (the harness's) honoured the tokenizer config's `clean_up_tokenization_spaces` (true
+  for Llama-3.1), transformers 5 skips it for BPE: `load_tokenizer` forces it, `harness_prediction` applies it.
 - Metric: rouge-score's RougeScorer(["rouge2"], tokenizer=model tokenizer), BootstrapAggregator (1,000 resamples
   drawn from NumPy's global generator, which simple_evaluate seeded with 1234), the "mid" F-measure, x100 in the
   harness's JSON; the table divides by 100 (column-path-key.csv), as reported here.
@@ -72,9 +74,13 @@ def harness_max_length(config: dict, source: str = "config.json") -> int:
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(model_dir: str):
+    """The model's tokenizer as the harness's transformers 4.x had it (evaluate_ja_xlsum.sh: use_fast=True): its
+    decode honours the tokenizer config's `clean_up_tokenization_spaces` (true for Llama-3.1: " ." -> "."), which
+    transformers 5 skips for BPE tokenizers unless told."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_dir, use_fast=True)  # evaluate_ja_xlsum.sh: use_fast=True
+    flag = "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output"
+    return AutoTokenizer.from_pretrained(model_dir, use_fast=True, **{flag: True})
 
 
 def n_tokens(tokenizer, text: str) -> int:
@@ -175,15 +181,17 @@ def configure(cfg: dict, files: dict, *, out_dir: Path, model_dir: Path | None =
 
 
 def harness_prediction(doc: dict, generated: str) -> str:
-    """The prediction the harness kept: empty when its slicing lost every generated token, else (approximated) the
-    output without its first `harness_lost_tokens` tokens."""
+    """The prediction the harness kept: its decode's space clean-up applied; empty when its slicing lost every
+    generated token, else (approximated) the output without its first `harness_lost_tokens` tokens."""
     lost = int(doc.get("harness_lost_tokens") or 0)
-    if not lost:
-        return generated
     if lost >= GEN_TOKENS:
         return ""
     tokenizer = load_tokenizer(doc["tokenizer"])
-    return tokenizer.decode(tokenizer.encode(generated, add_special_tokens=False)[lost:], skip_special_tokens=True)
+    if lost:
+        ids = tokenizer.encode(generated, add_special_tokens=False)[lost:]
+        return tokenizer.decode(ids, skip_special_tokens=True)
+    # lm-eval decoded without the clean-up the harness's decode applied (a no-op when the config does not ask for it)
+    return tokenizer.clean_up_tokenization(generated) if tokenizer.clean_up_tokenization_spaces else generated
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
