@@ -190,8 +190,18 @@ def harness_prediction(doc: dict, generated: str) -> str:
     if lost:
         ids = tokenizer.encode(generated, add_special_tokens=False)[lost:]
         return tokenizer.decode(ids, skip_special_tokens=True)
-    # lm-eval decoded without the clean-up the harness's decode applied (a no-op when the config does not ask for it)
-    return tokenizer.clean_up_tokenization(generated) if tokenizer.clean_up_tokenization_spaces else generated
+    if tokenizer.clean_up_tokenization_spaces and not _lm_eval_cleans_up(doc["tokenizer"]):
+        return tokenizer.clean_up_tokenization(generated)  # the clean-up the harness's decode applied
+    return generated
+
+
+@functools.lru_cache(maxsize=4)
+def _lm_eval_cleans_up(model_dir: str) -> bool:
+    """Whether the tokenizer as lm-eval loads it already cleaned up the output (transformers 4.x) or not (5.x)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, use_fast=True)
+    return tokenizer.decode(tokenizer.encode("a .", add_special_tokens=False)) == "a."
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
