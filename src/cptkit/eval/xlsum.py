@@ -18,10 +18,10 @@ pinned JP harness, 1 shot, all 766 test documents of `mkshing/xlsum_ja`, model `
   keeps the last `max_length - 256` tokens of each prompt.
 - The model class then slices each batch's continuation at the *untruncated* batch width, so in a batch (2 prompts,
   sorted by token length) whose longest prompt exceeds `max_length - 256` tokens, the first (width - (max_length -
-  256)) generated tokens of both rows are lost; at 256 or more the prediction is empty. `harness_batches` finds
-  those documents exactly; the empty predictions are reproduced, a partial loss is approximated by dropping that many
-  tokens of cptkit's own output (the harness kept text the model wrote after its first "\\n", which depends on the
-  batch partner's generation).
+  256)) generated tokens of both rows are lost and the prediction is what follows, up to its next "\n", of the text
+  generated until the batch stopped (both rows past a "\n", both at EOS, or 256 tokens). `harness_batches` finds
+  those batches exactly; when a prompt has such a partial loss the task generates without the "\n" stop (to EOS or
+  256 tokens) and `harness_predictions` replays the batch's stop and the slice on the re-tokenized outputs.
 - Decoding: transformers 4.x (the harness's) honoured the tokenizer config's `clean_up_tokenization_spaces` (true
   for Llama-3.1), transformers 5 skips it for BPE: `load_tokenizer` forces it, `harness_prediction` applies it.
 - Metric: rouge-score's RougeScorer(["rouge2"], tokenizer=model tokenizer), BootstrapAggregator (1,000 resamples
@@ -114,20 +114,20 @@ def truncate_context(ctx: str, max_tokens: int, tokenizer) -> str:
     return out
 
 
-def harness_batches(contexts: list[str], tokenizer, max_length: int) -> list[int]:
-    """Generated tokens the harness lost per prompt: its greedy_until sorts distinct prompts by (token length,
-    text), generates in batches of 2, keeps the last max_length - 256 tokens and slices the output at the
-    untruncated batch width."""
+def harness_batches(contexts: list[str], tokenizer, max_length: int) -> list[tuple[int, int]]:
+    """(batch number, generated tokens lost) per prompt: the harness's greedy_until sorts distinct prompts by
+    (token length, text), generates in batches of 2, keeps the last max_length - 256 tokens of each and slices the
+    outputs at the untruncated batch width."""
     lengths = {c: n_tokens(tokenizer, c) for c in contexts}
     order = sorted(lengths, key=lambda c: (lengths[c], c))
     keep = max_length - GEN_TOKENS
-    lost: dict[str, int] = {}
+    where: dict[str, tuple[int, int]] = {}
     for i in range(0, len(order), BATCH_SIZE):
         batch = order[i : i + BATCH_SIZE]
         width = max(lengths[c] for c in batch)
         for c in batch:
-            lost[c] = max(0, width - keep)
-    return [lost[c] for c in contexts]
+            where[c] = (i // BATCH_SIZE, max(0, width - keep))
+    return [where[c] for c in contexts]
 
 
 def render(test: list[dict], train: list[dict], shots: int, tokenizer, max_length: int) -> list[dict]:
@@ -138,8 +138,10 @@ def render(test: list[dict], train: list[dict], shots: int, tokenizer, max_lengt
         limit = n_tokens(tokenizer, doc["summary"]) + SUMMARY_BUFFER_TOKENS
         context = truncate_context(DESCRIPTION + labeled, max_length - limit, tokenizer)
         rows.append({**doc, "context": context, "max_num_tokens": limit})
-    for row, lost in zip(rows, harness_batches([r["context"] for r in rows], tokenizer, max_length), strict=True):
-        row["harness_lost_tokens"] = lost
+    for row, (batch, lost) in zip(
+        rows, harness_batches([r["context"] for r in rows], tokenizer, max_length), strict=True
+    ):
+        row["harness_batch"], row["harness_lost_tokens"] = batch, lost
     return rows
 
 
@@ -175,24 +177,39 @@ def configure(cfg: dict, files: dict, *, out_dir: Path, model_dir: Path | None =
         "emptied": sum(n >= GEN_TOKENS for n in lost),
         "cut": sum(0 < n < GEN_TOKENS for n in lost),
     }
+    if meta["harness_outputs_lost"]["cut"]:  # what such a prompt keeps depends on text after its "\n"
+        cfg["generation_kwargs"] = {**cfg.get("generation_kwargs", {}), "until": []}
 
 
 # ---- scoring ---------------------------------------------------------------------------------------------------------
 
 
-def harness_prediction(doc: dict, generated: str) -> str:
-    """The prediction the harness kept: its decode's space clean-up applied; empty when its slicing lost every
-    generated token, else (approximated) the output without its first `harness_lost_tokens` tokens."""
-    lost = int(doc.get("harness_lost_tokens") or 0)
-    if lost >= GEN_TOKENS:
-        return ""
-    tokenizer = load_tokenizer(doc["tokenizer"])
-    if lost:
-        ids = tokenizer.encode(generated, add_special_tokens=False)[lost:]
-        return tokenizer.decode(ids, skip_special_tokens=True)
-    if tokenizer.clean_up_tokenization_spaces and not _lm_eval_cleans_up(doc["tokenizer"]):
-        return tokenizer.clean_up_tokenization(generated)  # the clean-up the harness's decode applied
-    return generated
+def harness_predictions(items: list[tuple]) -> list[str]:
+    """The predictions the harness kept, from (lm-eval output, gold, tokenizer, batch, lost tokens) items: its
+    decode (with the config's space clean-up), the batch's stop step, the slice at the untruncated width, the text
+    before "\n". Token counts come from re-tokenizing each output."""
+    model_dir = items[0][2]
+    tokenizer = load_tokenizer(model_dir)
+    clean = None if not _lm_eval_cleans_up(model_dir) else False  # decode as the harness did, clean-up once
+    ids = [tokenizer.encode(text, add_special_tokens=False) for text, *_ in items]
+    never = GEN_TOKENS + 1
+    has_newline: dict[int, bool] = {}
+    ends: dict = {}  # batch -> [(step of its first "\n" token, step of its EOS)] per row
+    for row, (_, _, _, batch, _) in zip(ids, items, strict=True):
+        for t in row:
+            if t not in has_newline:
+                has_newline[t] = SEP in tokenizer.decode([t])  # MultiTokenEOSCriteria: "\n" in the last token
+        newline = next((i + 1 for i, t in enumerate(row) if has_newline[t]), never)
+        eos = len(row) + 1 if len(row) < GEN_TOKENS else never  # lm-eval ran to EOS (or the 256 limit)
+        ends.setdefault(batch, []).append((newline, eos))
+    predictions = []
+    for row, (_, _, _, batch, lost) in zip(ids, items, strict=True):
+        rows = ends[batch] if batch is not None else [(0, 0)]
+        # generate() stops once every row has met "\n" or every row EOS (the harness's criteria, HF's own)
+        steps = min(GEN_TOKENS, max(n for n, _ in rows), max(e for _, e in rows)) if batch is not None else len(row)
+        text = tokenizer.decode(row[lost:steps], skip_special_tokens=True, clean_up_tokenization_spaces=clean)
+        predictions.append(text.split(SEP)[0])
+    return predictions
 
 
 @functools.lru_cache(maxsize=4)
@@ -205,21 +222,24 @@ def _lm_eval_cleans_up(model_dir: str) -> bool:
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
-    return {"rouge2": (harness_prediction(doc, results[0]), doc["summary"], doc["tokenizer"])}
+    batch, lost = doc.get("harness_batch"), int(doc.get("harness_lost_tokens") or 0)
+    return {"rouge2": (results[0], doc["summary"], doc["tokenizer"], batch, lost)}
 
 
-def rouge2(items: list[tuple[str, str, str]]) -> float:
-    """The harness's `rouge2_mecab` with the model's tokenizer: bootstrap "mid" F-measure, as a fraction."""
+def rouge2(items: list[tuple]) -> float:
+    """The harness's `rouge2_mecab` with the model's tokenizer: bootstrap "mid" F-measure, as a fraction. Items are
+    process_results' (output, gold, tokenizer, batch, lost tokens), or (prediction, gold, tokenizer) as kept."""
     import numpy as np
     from rouge_score import rouge_scorer, scoring
 
-    tokenizers = {t for _, _, t in items}
+    tokenizers = {item[2] for item in items}
     if len(tokenizers) != 1 or None in tokenizers:
         raise ValueError(f"XL-Sum items name tokenizers {sorted(map(str, tokenizers))}; expected one model's")
     scorer = rouge_scorer.RougeScorer(["rouge2"], tokenizer=load_tokenizer(tokenizers.pop()))
     aggregator = scoring.BootstrapAggregator()
-    for prediction, gold, _ in items:
-        aggregator.add_scores(scorer.score(gold, prediction))
+    predictions = harness_predictions(items) if len(items[0]) > 3 else [item[0] for item in items]
+    for prediction, item in zip(predictions, items, strict=True):
+        aggregator.add_scores(scorer.score(item[1], prediction))
     state = np.random.get_state()  # the harness drew from the global generator right after seeding it
     np.random.seed(NUMPY_SEED)
     try:
