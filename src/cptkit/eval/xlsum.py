@@ -18,12 +18,13 @@ pinned JP harness, 1 shot, all 766 test documents of `mkshing/xlsum_ja`, model `
   keeps the last `max_length - 256` tokens of each prompt.
 - The model class then slices each batch's continuation at the *untruncated* batch width, so in a batch (2 prompts,
   sorted by token length) whose longest prompt exceeds `max_length - 256` tokens, the first (width - (max_length -
-  256)) generated tokens of both rows are lost and the prediction is what follows, up to its next "\n", of the text
-  generated until the batch stopped (both rows past a "\n", both at EOS, or 256 tokens). `harness_batches` finds
-  those batches exactly; when a prompt has such a partial loss the task generates without the "\n" stop (to EOS or
+  256)) generated tokens of both rows are lost and the prediction is what follows, up to its next "\\n", of the text
+  generated until the batch stopped (both rows past a "\\n", both at EOS, or 256 tokens). `harness_batches` finds
+  those batches exactly; when a prompt has such a partial loss the task generates without the "\\n" stop (to EOS or
   256 tokens) and `harness_predictions` replays the batch's stop and the slice on the re-tokenized outputs.
 - Decoding: transformers 4.x (the harness's) honoured the tokenizer config's `clean_up_tokenization_spaces` (true
-  for Llama-3.1), transformers 5 skips it for BPE: `load_tokenizer` forces it, `harness_prediction` applies it.
+  for Llama-3.1), transformers 5 skips it for BPE: `load_tokenizer` forces it, so `harness_predictions` decodes as
+  the harness did.
 - Metric: rouge-score's RougeScorer(["rouge2"], tokenizer=model tokenizer), BootstrapAggregator (1,000 resamples
   drawn from NumPy's global generator, which simple_evaluate seeded with 1234), the "mid" F-measure, x100 in the
   harness's JSON; the table divides by 100 (column-path-key.csv), as reported here.
@@ -187,7 +188,7 @@ def configure(cfg: dict, files: dict, *, out_dir: Path, model_dir: Path | None =
 def harness_predictions(items: list[tuple]) -> list[str]:
     """The predictions the harness kept, from (lm-eval output, gold, tokenizer, batch, lost tokens) items: its
     decode (with the config's space clean-up), the batch's stop step, the slice at the untruncated width, the text
-    before "\n". Token counts come from re-tokenizing each output."""
+    before "\\n". Token counts come from re-tokenizing each output."""
     model_dir = items[0][2]
     tokenizer = load_tokenizer(model_dir)
     clean = None if not _lm_eval_cleans_up(model_dir) else False  # decode as the harness did, clean-up once
@@ -204,9 +205,9 @@ def harness_predictions(items: list[tuple]) -> list[str]:
         ends.setdefault(batch, []).append((newline, eos))
     predictions = []
     for row, (_, _, _, batch, lost) in zip(ids, items, strict=True):
-        rows = ends[batch] if batch is not None else [(0, 0)]
-        # generate() stops once every row has met "\n" or every row EOS (the harness's criteria, HF's own)
-        steps = min(GEN_TOKENS, max(n for n, _ in rows), max(e for _, e in rows)) if batch is not None else len(row)
+        steps = len(row)  # a kept prediction, not from a batch
+        if batch is not None:  # generate() stops once every row met "\n" or every row EOS (harness's criteria, HF's)
+            steps = min(GEN_TOKENS, max(n for n, _ in ends[batch]), max(e for _, e in ends[batch]))
         text = tokenizer.decode(row[lost:steps], skip_special_tokens=True, clean_up_tokenization_spaces=clean)
         predictions.append(text.split(SEP)[0])
     return predictions
