@@ -5,6 +5,7 @@ the same predictions and char-F1 / exact-match scores. Runs in a few seconds:  p
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from pathlib import Path
@@ -490,3 +491,155 @@ def test_santacoder_fim_outputs_and_exact_match():
     java, output = maker.FIM_ROWS[2], maker.FIM_GENERATIONS[2][0]
     assert _old_guess(output, java["suffix"]).strip() != java["canonical_solution"].strip()
     assert fim.postprocess(java, output).strip() == java["canonical_solution"].strip()
+
+
+# ---- JP LM Evaluation Harness: XL-Sum ---------------------------------------------------------------------------------
+
+XLSUM = json.loads((FIXTURES / "parity" / "xlsum.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def xlsum_llama(preferring_llama, tmp_path_factory) -> Path:
+    """The tiny Llama (1024 positions, real Llama-3 tokenizer) whose tokenizer config asks decode to clean up spaces,
+    as Llama-3.1's does."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("xlsum") / "model"
+    shutil.copytree(preferring_llama, out)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    (out / "tokenizer_config.json").write_text(json.dumps({**config, "clean_up_tokenization_spaces": True}))
+    return out
+
+
+def _xlsum_render(tmp: Path, model_dir: Path, shots: int = 1) -> list[dict]:
+    """cptkit's rendered XL-Sum rows (the prompts lm-eval runs 0-shot), for the fixture's corpus and this model."""
+    write_rows(tmp / "data", "xlsum_ja", {"train": XLSUM["train"], "test": XLSUM["test"]})
+    rendered = eval_tasks.render(
+        eval_tasks.load_template("xlsum_ja"), tmp / "tasks", tmp / "data", shots=shots, model_dir=model_dir
+    )
+    assert rendered.max_length == XLSUM["window"]  # the tiny model's 1024 positions, under the 4096 cap
+    path = tmp / "tasks" / f"{rendered.tasks[0]}.contexts.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_xlsum_prompts_limits_and_window_match_the_harness(xlsum_llama, tmp_path):
+    """Byte-identical prompts in the harness's order (shot draw, sentence and token truncation with the model's
+    tokenizer), its per-document limits, its 4096 cap, and which documents its batch slicing emptied."""
+    from cptkit.eval import xlsum
+
+    assert json.loads((xlsum_llama / "config.json").read_text())["max_position_embeddings"] == XLSUM["window"]
+    rows = _xlsum_render(tmp_path, xlsum_llama)
+    assert [r["context"] for r in rows] == [q["context"] for q in XLSUM["requests"]]
+    assert [r["max_num_tokens"] for r in rows] == [q["max_num_tokens"] for q in XLSUM["requests"]]
+    assert {tuple(q["until"]) for q in XLSUM["requests"]} == {("\n",)}
+    contexts = [r["context"] for r in rows]
+    assert any(c.endswith("の札\n要約:") for c in contexts)  # the one-sentence article was cut token by token
+    assert sum("終わり。" not in c.split("ニュース記事:")[-1] for c in contexts) >= 2  # articles cut by sentence
+    keep = XLSUM["window"] - xlsum.GEN_TOKENS
+    lost = {i: max(0, b["width"] - keep) for b in XLSUM["batches"] for i in b["requests"]}
+    assert [r["harness_lost_tokens"] for r in rows] == [lost[i] for i in range(len(rows))]
+    assert sorted(set(lost.values())) == [0, 8, 105]  # untouched, partly and wholly lost outputs are all covered
+    batch = {i: n for n, b in enumerate(XLSUM["batches"]) for i in b["requests"]}
+    assert [r["harness_batch"] for r in rows] == [batch[i] for i in range(len(rows))]
+    config = (tmp_path / "tasks" / "cptkit_xlsum_ja.yaml").read_text(encoding="utf-8")
+    assert "until: []" in config  # partly lost outputs depend on text after "\n": generate to EOS or 256 tokens
+    assert {g["max_new_tokens"] for g in XLSUM["generate_calls"]} == {xlsum.GEN_TOKENS}  # not max_num_tokens
+    for window, expected in XLSUM["max_length"].items():
+        assert xlsum.harness_max_length({"max_position_embeddings": int(window)}) == expected
+    # not blind: lm-eval's Japanese-leaderboard (Alpaca-style) prompt and an untruncated prompt both differ
+    import jinja2
+
+    alpaca = eval_tasks.load_yaml(eval_tasks.lm_eval_tasks_dir() / "japanese_leaderboard" / "ja_leaderboard_xlsum.yaml")
+    alpaca_prompt = alpaca["description"] + jinja2.Template(alpaca["doc_to_text"]).render(**rows[0])
+    assert alpaca_prompt not in contexts and "### 指示" not in "".join(contexts)
+    long_doc = next(i for i, r in enumerate(rows) if r["context"].endswith("の札\n要約:"))
+    assert xlsum.DESCRIPTION + xlsum.doc_to_text(rows[long_doc]) not in contexts
+
+
+def test_xlsum_rouge2_is_the_harness_bootstrap_over_model_tokens(xlsum_llama):
+    """rouge-score's ROUGE-2 with the model's tokenizer, bootstrap "mid" from NumPy seed 1234, as the table's fraction."""
+    import numpy as np
+    from rouge_score import rouge_scorer
+
+    from cptkit.eval import xlsum
+
+    tok = str(xlsum_llama)
+    pairs = [(p, g, tok) for p, g in XLSUM["pairs"]["pairs"]]
+    run = [(d["response"], d["gold"], tok) for d in XLSUM["details"]]  # the harness's kept outputs, in its order
+    state = np.random.get_state()
+    assert xlsum.rouge2(pairs) == XLSUM["pairs"]["rouge2"] / 100
+    assert xlsum.rouge2(run) == XLSUM["rouge2"] / 100
+    assert np.all(np.random.get_state()[1] == state[1])  # the global generator is left as it was
+    assert {p: xlsum.load_tokenizer(tok).tokenize(p) for p, _, _ in pairs[:3]} == XLSUM["tokens"]
+    # not blind: rouge-score's default tokenizer (whitespace, ASCII only: Japanese scores 0) ...
+    plain = rouge_scorer.RougeScorer(["rouge2"])
+    assert sum(plain.score(g, p)["rouge2"].fmeasure for p, g, _ in pairs) / len(pairs) < 0.2
+    # ... the plain mean, or the bootstrap from another seed, miss the harness's number on the run's outputs
+    model = rouge_scorer.RougeScorer(["rouge2"], tokenizer=xlsum.load_tokenizer(tok))
+    mean = sum(model.score(g, p)["rouge2"].fmeasure for p, g, _ in run) / len(run)
+    assert mean != XLSUM["rouge2"] / 100  # the cptkit values above are equal to the last bit, so exact is fair
+    seed, other = xlsum.NUMPY_SEED, []
+    try:
+        for xlsum.NUMPY_SEED in range(4):  # 7 items: some seeds land on the same median, not all
+            other.append(xlsum.rouge2(run))
+    finally:
+        xlsum.NUMPY_SEED = seed
+    assert any(v != XLSUM["rouge2"] / 100 for v in other)
+
+
+def test_xlsum_end_to_end_matches_the_harness_score(xlsum_llama, tmp_path, monkeypatch):
+    """Through cptkit's runner and lm-eval: the model sees the harness's tokens (last 768 of a 1024 window), generates
+    at most 256, and the fixture's outputs score what the harness scored (incl. the outputs its slicing lost)."""
+    import re
+
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    from cptkit.eval import runner, xlsum
+    from cptkit.eval.suites import load_suite
+
+    maker = _maker()
+    write_rows(tmp_path / "data", "xlsum_ja", {"train": XLSUM["train"], "test": XLSUM["test"]})
+    suite_file = tmp_path / "x.yaml"
+    suite_file.write_text(
+        "name: x\ntasks:\n  - {column: XL-Sum, template: xlsum_ja, shots: 1, metric: 'rouge2,none'}\n"
+    )
+    seen = {}
+
+    def fake_generate(self, context, max_length, stop, **kwargs):
+        rows = []
+        for ids in context.tolist():
+            kept = [t for t in ids if t != self.tokenizer.pad_token_id]
+            doc = int(re.findall(r"記事(\d+)", self.tokenizer.decode(kept))[-1]) - 10
+            seen[doc] = {"input_ids": kept, "max_new_tokens": max_length - context.shape[1]}
+            eos = self.tokenizer.eos_token_id  # the fixture's scripted outputs, each ended by EOS
+            rows.append([*self.tokenizer.encode(maker.XLSUM_OUTPUTS[doc], add_special_tokens=False), eos])
+        width = max(len(r) for r in rows)
+        new = torch.tensor([r + [eos] * (width - len(r)) for r in rows])
+        return torch.cat([context, new], dim=1)
+
+    monkeypatch.setattr(HFLM, "_model_generate", fake_generate)
+    suite = load_suite(str(suite_file))
+    # lm-eval's own length set above the window (as Llama-3.1's 131072 would be): the harness's window still applies
+    run = dict(root=tmp_path / "data", backend="hf", device="cpu", batch_size=2, model_args="max_length=2048")
+    doc = runner.evaluate(xlsum_llama, suite, **run)
+    for call in XLSUM["generate_calls"]:
+        assert seen[call["doc"]] == {"input_ids": call["input_ids"], "max_new_tokens": call["max_new_tokens"]}
+    assert doc["scores"]["XL-Sum"] == XLSUM["rouge2"] / 100
+    lost = doc["tasks"]["XL-Sum"]["configs"]["cptkit_xlsum_ja"]["metadata"]["harness_outputs_lost"]
+    assert lost == {"emptied": 0, "cut": 3}
+    # not blind: the text before "\n" of each output, ignoring the harness's slicing, scores differently
+    outputs = {d["summary"]: o for d, o in zip(XLSUM["test"], maker.XLSUM_OUTPUTS, strict=True)}
+    naive = [(outputs[d["gold"]].split("\n")[0], d["gold"], str(xlsum_llama)) for d in XLSUM["details"]]
+    assert xlsum.rouge2(naive) != doc["scores"]["XL-Sum"]
+    # the harness's decode cleaned up spaces (transformers 4.x, Llama-3.1's config); lm-eval's did not, cptkit does
+    raw, kept = (
+        maker.XLSUM_OUTPUTS[4],
+        next(d["response"] for d in XLSUM["details"] if d["gold"].startswith("試験記事4")),
+    )
+    assert kept != raw.split("\n")[0] and xlsum.harness_predictions([(raw, "", str(xlsum_llama), None, 0)]) == [kept]
+    # not blind: without the harness's window the long prompts reach the model whole
+    monkeypatch.setattr(runner, "model_length", lambda lm, n: contextlib.nullcontext())
+    seen.clear()
+    runner.evaluate(xlsum_llama, suite, **run)
+    assert max(len(s["input_ids"]) for s in seen.values()) > XLSUM["window"] - 256

@@ -185,7 +185,9 @@ def test_known_differences_are_carried_into_results(tmp_path):
     from cptkit.eval import tasks as eval_tasks
 
     root = tmp_path / "data"
-    (root / "xlsum_ja").mkdir(parents=True)
-    (root / "xlsum_ja" / "test.jsonl").write_text(json.dumps({"text": "本文。", "summary": "要約"}) + "\n")
-    r = eval_tasks.render(eval_tasks.load_template("xlsum_ja"), tmp_path / "t", root, shots=0)
-    assert r.not_comparable and "JP harness" in r.not_comparable[0]
+    (root / "humaneval_plus").mkdir(parents=True)
+    row = {"task_id": "HumanEval/0", "prompt": "def f():\n", "canonical_solution": "    return 1\n",
+           "test": "def check(candidate):\n    assert candidate() == 1\n", "entry_point": "f"}  # fmt: skip
+    (root / "humaneval_plus" / "test.jsonl").write_text(json.dumps(row) + "\n")
+    r = eval_tasks.render(eval_tasks.load_template("humaneval_plus"), tmp_path / "t", root, shots=0)
+    assert r.not_comparable and "EvalPlus" in r.not_comparable[0]

@@ -152,6 +152,9 @@ def test_fetch_plan_reads_lm_eval_templates(tmp_path):
         "train",
     )
     assert items["wmt20/en-ja/test"].kind == "sacrebleu"
+    # XL-Sum: the dataset the JP harness loads, at the commit that last changed its data files
+    pin = ("mkshing/xlsum_ja", None, "test", "62c56e7d898c93e8d94390abc80660eed64ea39a")
+    assert items["xlsum_ja/test"].args == pin and items["xlsum_ja/train"].args[2:] == ("train", pin[3])
     assert all(i.kind != "manual" for i in items.values())
 
 

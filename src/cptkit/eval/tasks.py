@@ -27,7 +27,9 @@ Two more `cptkit:` keys serve templates parametrised by a language (MultiPL-E):
 
 `configure` is called as `function(cfg, files, **other_keys)` after the data is resolved and the suite's overrides are
 applied; it may complete the lm-eval config from the data (stop sequences) and check what the task needs to run. A
-function with an `out_dir` parameter gets the render directory, to write data it derives (prompts with their shots).
+function with an `out_dir` parameter gets the render directory, to write data it derives (prompts with their shots);
+one with a `model_dir` parameter gets the HF folder being scored (None in `--dry-run`), for prompts that depend on the
+model's tokenizer (XL-Sum). A config's `metadata.cptkit_max_length` makes the runner generate with that model length.
 
 Try it on a CPU machine:  cptkit eval some/hf_dir --suite quick --dry-run
 """
@@ -193,12 +195,15 @@ def _variant_template(name: str) -> Template | None:
     return None
 
 
-def _call_configure(spec: dict, cfg: dict, files: dict, out_dir: Path) -> None:
+def _call_configure(spec: dict, cfg: dict, files: dict, out_dir: Path, model_dir: Path | None) -> None:
     kwargs = dict(spec)
     module, _, function = kwargs.pop("function").rpartition(".")
     fn = getattr(importlib.import_module(module), function)
-    if "out_dir" in inspect.signature(fn).parameters:  # it writes rendered data next to the task YAML
+    params = inspect.signature(fn).parameters
+    if "out_dir" in params:  # it writes rendered data next to the task YAML
         kwargs["out_dir"] = out_dir
+    if "model_dir" in params:  # its prompts depend on the model's tokenizer
+        kwargs["model_dir"] = model_dir
     fn(cfg, files, **kwargs)
 
 
@@ -253,6 +258,7 @@ class RenderedTask:
     files: list[Path] = field(default_factory=list)
     data: dict[str, list[dict]] = field(default_factory=dict)  # task -> describe() per split
     not_comparable: list[str] = field(default_factory=list)  # why the seed tables' numbers are not comparable
+    max_length: int | None = None  # the model length (tokens) to generate with, when the harness fixed one
 
 
 def render(
@@ -263,11 +269,13 @@ def render(
     shots: int | None,
     overrides: dict | None = None,
     bos_token: str | None = None,
+    model_dir: Path | None = None,
 ) -> RenderedTask:
     """Write the lm-eval YAML of one suite entry. `bos_token`: the model's BOS text, written at the start of the
     prompt of templates marked `cptkit.bos: true` (bigcode-evaluation-harness tokenized with the BOS); the runner
     loads the model with `add_bos_token=False`, as lm-eval 0.4.2, the JP harness and llm-jp-eval 1.3.0 (through
-    transformers 4.38's text-generation pipeline, `add_special_tokens=False`) ran."""
+    transformers 4.38's text-generation pipeline, `add_special_tokens=False`) ran. `model_dir`: the HF folder to be
+    scored, for templates whose `configure` needs its tokenizer."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = RenderedTask(template.entry_name, [])
     if template.not_comparable:
@@ -313,7 +321,8 @@ def render(
             lm_eval_042.register_samplers()  # before lm-eval builds the task from this YAML
         cfg.update(copy.deepcopy(overrides or {}))
         if template.configure:
-            _call_configure(template.configure, cfg, files, out_dir)
+            _call_configure(template.configure, cfg, files, out_dir, model_dir)
+            rendered.max_length = (cfg.get("metadata") or {}).get("cptkit_max_length") or rendered.max_length
         if template.bos and bos_token:
             _prefix_bos(cfg, bos_token)
         path = out_dir / f"{task}.yaml"
