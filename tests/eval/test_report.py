@@ -182,12 +182,19 @@ def test_reference_rows_from_the_seed_tables():
 
 
 def test_known_differences_are_carried_into_results(tmp_path):
+    """A template's known difference (SantaCoder-FIM's unpublished suffix cut) reaches its rendered task; a suite
+    column's own (seed 000's HumanEval: harness not named) is declared per column; an exact template has none."""
     from cptkit.eval import tasks as eval_tasks
+    from cptkit.eval.suites import load_suite
 
     root = tmp_path / "data"
-    (root / "humaneval_plus").mkdir(parents=True)
-    row = {"task_id": "HumanEval/0", "prompt": "def f():\n", "canonical_solution": "    return 1\n",
-           "test": "def check(candidate):\n    assert candidate() == 1\n", "entry_point": "f"}  # fmt: skip
-    (root / "humaneval_plus" / "test.jsonl").write_text(json.dumps(row) + "\n")
-    r = eval_tasks.render(eval_tasks.load_template("humaneval_plus"), tmp_path / "t", root, shots=0)
-    assert r.not_comparable and "EvalPlus" in r.not_comparable[0]
+    (root / "santacoder_fim").mkdir(parents=True)
+    row = {"name": "x", "language": "py", "prompt": "def f():\n    ", "suffix": "\n    return y\n",
+           "canonical_solution": "y = 1", "tests": ""}  # fmt: skip
+    (root / "santacoder_fim" / "test.jsonl").write_text(json.dumps(row) + "\n")
+    r = eval_tasks.render(eval_tasks.load_template("santacoder_fim_psm_py"), tmp_path / "t", root, shots=0)
+    assert r.not_comparable and "suffix cut is not public" in r.not_comparable[0]
+    by_column = {t.column: t.not_comparable for t in load_suite("swallowcode").tasks}
+    assert "BigCodeBench" in by_column["HumanEval"] and by_column["HumanEval+"]
+    assert by_column["GSM8K"] == ""
+    assert {t.column: t.not_comparable for t in load_suite("swallow_v05_en").tasks}["HumanEval"] == ""

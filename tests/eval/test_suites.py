@@ -247,7 +247,8 @@ def test_sampled_humaneval_through_lm_eval(preferring_llama, tmp_path, monkeypat
     suite.write_text(
         "name: s\ntasks:\n"
         f"  - {{column: P1, template: humaneval, shots: 0, metric: 'pass@1,all', limit: 1, {over}}}\n"
-        f"  - {{column: P10, template: humaneval, shots: 0, metric: 'pass@10,all', limit: 1, {over}}}\n"
+        f"  - {{column: P10, template: humaneval, shots: 0, metric: 'pass@10,all', limit: 1, {over},"
+        " not_comparable: 'settings of this column unknown'}\n"
     )
     runs = []
     real = lm_eval.simple_evaluate
@@ -257,6 +258,9 @@ def test_sampled_humaneval_through_lm_eval(preferring_llama, tmp_path, monkeypat
     doc = json.loads(out.read_text())
     assert runs == [["cptkit_humaneval"]]
     assert doc["scores"] == {"P1": 0.0, "P10": 0.0}  # " yes yes ..." solves nothing
+    # a column's own known difference reaches its results (and so the report's footnote); the other column has none
+    assert doc["not_comparable"] == {"P10": ["P10: settings of this column unknown"]}
+    assert doc["tasks"]["P1"]["comparable"] and not doc["tasks"]["P10"]["comparable"]
     config = doc["tasks"]["P10"]["configs"]["cptkit_humaneval"]
     assert config["repeats"] == 10 and config["generation_kwargs"]["temperature"] == 0.2
 

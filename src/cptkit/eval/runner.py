@@ -158,6 +158,7 @@ def evaluate(
             out = outputs[run_key]
             scores = out["results"].get(r.entry, {})
             metric_name, _, filter_name = task.metric.partition(",")
+            reasons = [*r.not_comparable, *([f"{task.column}: {task.not_comparable}"] if task.not_comparable else [])]
             if task.metric not in scores:
                 raise KeyError(f"{task.column}: metric {task.metric!r} not in lm-eval results {sorted(scores)}")
             columns[task.column] = {
@@ -174,8 +175,8 @@ def evaluate(
                 "results": _jsonable(out["results"]),
                 "configs": _jsonable(out.get("configs", {})),
                 "data": r.data,
-                "comparable": not r.not_comparable,
-                "not_comparable": r.not_comparable,
+                "comparable": not reasons,
+                "not_comparable": reasons,
             }
     values = [c["value"] for c in columns.values() if c["value"] is not None]
     return {

@@ -45,6 +45,9 @@ class SuiteTask(Section):
     label: str = ""
     limit: int | None = Field(default=None, ge=1)
     overrides: dict[str, Any] = Field(default_factory=dict)
+    # A known difference between this column and the seed table it reproduces (the template may be exact for another
+    # seed): carried into every result and footnoted in the report as "not comparable".
+    not_comparable: str = ""
 
     @field_validator("metric")
     @classmethod
