@@ -93,6 +93,22 @@ def check_template(template: str) -> None:
         raise ValueError(f"{template!r} gives names the Hub refuses: {name!r} {problem}")
 
 
+def template_variables(recipe, iteration: int, *, base_model: str | None, tokens: int | None = None) -> dict:
+    """The variables a `release.name` template sees for one checkpoint of a run of `recipe`."""
+    return {
+        "name": recipe.name,
+        "ablation": recipe.release.ablation or recipe.name.replace("_", "-"),
+        "base_model": base_model,
+        "base_model_name": base_model.rsplit("/", 1)[-1] if base_model else None,
+        "lr": recipe.optimizer.lr,
+        "min_lr": recipe.optimizer.min_lr,
+        "weight_decay": recipe.optimizer.weight_decay,
+        "iteration": iteration,
+        "tokens": tokens,
+        "seq_length": recipe.training.seq_length,
+    }
+
+
 def render_name(template: str, variables: dict[str, Any], *, file: str | None = None) -> str:
     """The release name for one checkpoint; a one-line UserError naming `file` and `release.name` otherwise."""
     missing = [k for k in ("base_model_name",) if f"{{{k}" in template and variables.get(k) is None]
