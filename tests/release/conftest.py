@@ -8,6 +8,7 @@ iteration 2 only. Helpers come from tests/train/train_helpers.py (the trainer te
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from train_helpers import (  # noqa: E402
+from train_helpers import (
     cptkit_train,
     make_hf_llama,
     write_mixture,
@@ -24,21 +25,8 @@ from train_helpers import (  # noqa: E402
     write_tokenizer,
 )
 
-EVAL_SCORES = {"OpenBookQA": 0.3125, "HumanEval": 0.0625}
-
-
-def write_eval(run_dir: Path, iteration: int, scores: dict[str, float], consumed_tokens: int, suite: str = "en"):
-    """A results file as `cptkit eval` writes it (the fields `cptkit report` and the card read)."""
-    doc = {
-        "suite": suite,
-        "model": {"iteration": iteration, "consumed_tokens": consumed_tokens},
-        "scores": scores,
-        "tasks": {c: {"label": "0-shot Acc"} for c in scores},
-        "versions": {"lm_eval": "0.4.2", "torch": "x"},
-    }
-    out = run_dir / "eval" / f"iter_{iteration:07d}" / f"{suite}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from release_helpers import EVAL_SCORES, JOB_ENV, write_eval
 
 
 @pytest.fixture(scope="session")
@@ -55,17 +43,27 @@ def tiny_run(tmp_path_factory) -> Path:
     convert_hf_to_mcore(hf, root / "base", log=lambda *a: None)
     run_dir = root / "run"
     recipe = write_recipe(root / "tiny_release.yaml", mixture, run_dir)
-    rc, out, err = cptkit_train(
-        recipe,
-        "training.train_iters=4",
-        "checkpoint.interval_iters=2",
-        "checkpoint.keep_last=null",
-        "checkpoint.keep_every_iters=null",
-        "eval.interval_iters=null",
-        f"model.init_checkpoint={root / 'base'}",
-        "release.base_model=meta-llama/Llama-3.1-8B",
-        "release.ablation=tiny-ablation",
-    )
+    # What a rendered job script exports (launch/render.py) and a scheduler sets: recorded in logs/jobs_env.jsonl.
+    saved = {k: os.environ.get(k) for k in JOB_ENV}
+    os.environ.update(JOB_ENV)
+    try:
+        rc, _, err = cptkit_train(
+            recipe,
+            "training.train_iters=4",
+            "checkpoint.interval_iters=2",
+            "checkpoint.keep_last=null",
+            "checkpoint.keep_every_iters=null",
+            "eval.interval_iters=null",
+            f"model.init_checkpoint={root / 'base'}",
+            "release.base_model=meta-llama/Llama-3.1-8B",
+            "release.ablation=tiny-ablation",
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     assert rc == 0, err[-3000:]
     state = json.loads((run_dir / "checkpoints" / "iter_0000002" / "cptkit_state.json").read_text())
     write_eval(run_dir, 2, EVAL_SCORES, state["consumed_tokens"])

@@ -50,6 +50,26 @@ def register(subparsers) -> None:
         "named by the release name, as the Swallow ablations)",
     )
     p.set_defaults(func=_release)
+    _intermix(p)
+
+
+def _intermix(parser: argparse.ArgumentParser) -> None:
+    """Let OUT follow the options (`cptkit release RUN_DIR --every-eval OUT`, the shape `cptkit launch release`
+    runs): plain argparse binds both positionals before the first option and rejects OUT after it."""
+
+    class Intermixed(type(parser)):
+        _inside = False
+
+        def parse_known_args(self, args=None, namespace=None):
+            if self._inside:  # parse_known_intermixed_args calls back into parse_known_args
+                return super().parse_known_args(args, namespace)
+            self._inside = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._inside = False
+
+    parser.__class__ = Intermixed
 
 
 def _release(args: argparse.Namespace) -> int:
