@@ -86,7 +86,7 @@ def _release(args: argparse.Namespace) -> int:
             raise UserError("exists and is not a release folder; delete it or choose another OUT", file=str(p.folder))
     cards = {p.iteration: export.card_for(run, p) for p in planned}  # a broken template fails before the export
     for p in planned:
-        if warning := export.licence_warning(run, p):
+        if warning := export.license_warning(run, p):
             print(f"warning: {warning}", file=sys.stderr)
     if args.dry_run:
         return _dry_run(run, planned, cards, args)
@@ -118,7 +118,12 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _push(p, private: bool, *, dry_run: bool) -> list[str]:
-    from cptkit.release.push import push  # huggingface_hub; its own module (another owner)
+    from cptkit.errors import UserError
+
+    try:
+        from cptkit.release.push import push  # huggingface_hub; its own module
+    except ImportError as e:
+        raise UserError(f"--push is not available in this install ({e})", field="--push") from None
 
     return push(p.folder, p.repo_id, revision=p.revision, private=private, dry_run=dry_run)
 

@@ -147,7 +147,7 @@ def export(run: RunRecord, p: Planned, card: str, *, dtype, verify: bool, verify
         raise
 
 
-def licence_warning(run: RunRecord, p: Planned) -> str | None:
+def license_warning(run: RunRecord, p: Planned) -> str | None:
     """The Llama 3.x licenses ask that a distributed derivative's name begin with "Llama"."""
     from cptkit.release.card import license_for
 
