@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cptkit.release import records
 from cptkit.train.jobs_env import JOBS_ENV, job_env_record, read_jobs_env
 
@@ -50,3 +52,25 @@ def test_job_env_record_reads_the_scheduler_and_cluster(monkeypatch):
     assert rec["world_size"] == 1 and rec["versions"]["torch"] and rec["versions"]["megatron_core"]
     assert job_env_record(0, env={"CPTKIT_JOB_ID": "9", "SLURM_JOB_ID": "8"})["job_id"] == "9"
     assert job_env_record(0, env={})["job_id"] is None and job_env_record(0, env={})["cluster"] is None
+
+
+def _rank_record(rank: int, world: int) -> dict:
+    import tempfile
+
+    from cptkit.train.jobs_env import record_job_env
+
+    with tempfile.TemporaryDirectory() as d:
+        rec = record_job_env(d, 3, rank0=rank == 0)
+        lines = read_jobs_env(d) if rank == 0 else None
+    return {"record": {k: v for k, v in rec.items() if k != "time"}, "lines": lines}
+
+
+@pytest.mark.slow  # two spawned gloo processes importing megatron-core
+def test_every_rank_contributes_and_rank_0_writes_one_line():
+    """Two gloo processes: the all-gather of hosts and GPUs, one line from rank 0 (~15 s)."""
+    from cptkit.backend.spawn import run_spawned
+
+    a, b = run_spawned(_rank_record, 2)
+    assert a["record"] == b["record"] and a["record"]["world_size"] == 2 and a["record"]["nodes"] == 1
+    assert a["record"]["gpu"] is None and a["record"]["start_iteration"] == 3
+    assert len(a["lines"]) == 1 and a["lines"][0]["world_size"] == 2
