@@ -64,7 +64,7 @@ def eval_tables(run: records.RunRecord, iteration: int) -> list[dict[str, Any]]:
         kept = [r for r in rows if r[1] is not None and r[1] <= iteration]
         if not kept:
             continue
-        reasons = sorted({x for r in kept for v in r for x in getattr(v, "reasons", ())})
+        reasons = sorted({x for r in kept for v in r[3:-1] for x in getattr(v, "reasons", ())})  # not Avg's
         out.append(
             {
                 "suite": suite,
