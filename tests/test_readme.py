@@ -260,7 +260,9 @@ COVERAGE: dict[str, Cover] = {
             "tests/merge/test_merge.py::test_cli_dry_run_and_bad_inputs",
         ),
     ),
-    "cptkit status RUN_DIR": Cover(run=("cptkit status runs/swallowcode_exp1",), expect=("iterations:  10 / 12500 saved",)),
+    "cptkit status RUN_DIR": Cover(
+        run=("cptkit status runs/swallowcode_exp1",), expect=("iterations:  10 / 12500 saved",)
+    ),
     "cptkit train RECIPE": Cover(run=("cptkit train recipes/tiny_cpu.yaml --dry-run",), nodes=TRAIN_FOR_REAL),
     "cptkit convert mcore-to-hf RUN_DIR OUT [--iteration N]": Cover(
         run=("cptkit convert mcore-to-hf runs/swallowcode_exp1 release/it10 --iteration 10",),
