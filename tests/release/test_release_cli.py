@@ -69,6 +69,11 @@ def test_every_eval_releases_only_evaluated_checkpoints(run_copy, tmp_path, caps
     text = capsys.readouterr().out
     assert f"would write {run_copy / 'release' / NAME2}/" in text and f"----- {run_copy / 'release' / NAME2}" in text
     assert not (run_copy / "release").exists()
+    # the dry run's file list is what the export wrote (same checkpoint, exported above)
+    listed = {
+        ln.strip() for ln in text.splitlines() if ln.startswith("    ") and " " not in ln.strip() and "/" not in ln
+    }
+    assert listed == {p.name for p in (out / NAME2).iterdir()}, listed
 
 
 def test_bad_input_is_one_line_exit_2_without_traceback(tmp_path):

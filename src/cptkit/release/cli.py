@@ -137,18 +137,19 @@ def _dry_run(run, planned, cards, args) -> int:
             print(f"  {p.folder} is already exported: would rewrite its README.md only")
         else:
             print(f"  would write {p.folder}/ (under a temporary name, then renamed):")
-            convert_mcore_to_hf(
+            plan = convert_mcore_to_hf(
                 run.run_dir, p.folder, iteration=p.iteration, dry_run=True, log=lambda s: print("  " + s)
             )
-            print("  + README.md (model card below)")
+            p.files = sorted([*plan["files"], "README.md"])  # README.md: the model card below
+            print("".join(f"    {f}\n" for f in p.files), end="")
         if p.repo_id:
             where = p.repo_id + (f" branch {p.revision}" if p.revision else "") + (" (private)" if args.private else "")
             if p.exported:
                 files = _push(p, args.private, dry_run=True)
                 print(f"  would upload to {where}: {len(files)} file(s)")
                 print("".join(f"    {f}\n" for f in files), end="")
-            else:
-                print(f"  would upload the folder to {where} once written")
+            else:  # push lists only an existing folder: these are the files above, once written
+                print(f"  would upload the folder to {where} once written: {len(p.files)} file(s), as listed above")
     for p in planned:
         print(f"\n----- {p.folder}/README.md -----")
         sys.stdout.write(cards[p.iteration])

@@ -33,6 +33,7 @@ class Planned:
     folder: Path
     repo_id: str | None = None
     revision: str | None = None
+    files: list[str] | None = None  # what a dry run would write
 
     @property
     def exported(self) -> bool:
