@@ -198,7 +198,7 @@ COVERAGE: dict[str, Cover] = {
     "cptkit launch train recipes/swallowcode_exp1.yaml --cluster launch/tsubame4.yaml --chain 4 --submit": Cover(
         run=CMD, expect=("qsub -terse -hold_jid",), nodes=LAUNCH_FOR_REAL
     ),
-    "cptkit status runs/swallowcode_exp1": Cover(run=CMD, expect=("iterations:  10 saved",)),
+    "cptkit status runs/swallowcode_exp1": Cover(run=CMD, expect=("iterations:  10 / 12500 saved",)),
     "cptkit convert mcore-to-hf runs/swallowcode_exp1 release/swallowcode-exp1": Cover(
         run=CMD,
         expect=("wrote release/swallowcode-exp1",),
@@ -214,6 +214,18 @@ COVERAGE: dict[str, Cover] = {
     ),
     "cptkit report runs/swallowcode_exp1 runs/swallowcode_exp2 --output report/": Cover(
         run=CMD, expect=("report/",), nodes=("tests/eval/test_report.py::test_plots_hold_each_runs_series",)
+    ),
+    # The run's one evaluated checkpoint, named as the seeds name theirs; the real export and upload are the nodes'.
+    "cptkit release runs/swallowcode_exp1 --every-eval --push my-org": Cover(
+        run=("{cmd} --dry-run",),
+        expect=(
+            "iteration 10: Llama-3.1-8B-code-ablation-exp1-LR2.5e-5-MINLR2.5E-6-WD0.1-iter0000010",
+            "would upload the folder to my-org/Llama-3.1-8B-code-ablation-exp1-LR2.5e-5-MINLR2.5E-6-WD0.1-iter0000010",
+        ),
+        nodes=(
+            "tests/release/test_release_cli.py::test_every_eval_releases_only_evaluated_checkpoints",
+            "tests/release/test_release_cli.py::test_push_layouts",
+        ),
     ),
     "cptkit --help": Cover(run=CMD, expect=("tokenize",)),
     # -- ablations and clusters --------------------------------------------------------------------------------------
@@ -248,7 +260,9 @@ COVERAGE: dict[str, Cover] = {
             "tests/merge/test_merge.py::test_cli_dry_run_and_bad_inputs",
         ),
     ),
-    "cptkit status RUN_DIR": Cover(run=("cptkit status runs/swallowcode_exp1",), expect=("iterations:  10 saved",)),
+    "cptkit status RUN_DIR": Cover(
+        run=("cptkit status runs/swallowcode_exp1",), expect=("iterations:  10 / 12500 saved",)
+    ),
     "cptkit train RECIPE": Cover(run=("cptkit train recipes/tiny_cpu.yaml --dry-run",), nodes=TRAIN_FOR_REAL),
     "cptkit convert mcore-to-hf RUN_DIR OUT [--iteration N]": Cover(
         run=("cptkit convert mcore-to-hf runs/swallowcode_exp1 release/it10 --iteration 10",),
@@ -546,6 +560,9 @@ def ws(tmp_path_factory) -> Path:
     r = _cptkit(argv, ws, _env(ws, {}), timeout=300)
     assert r.returncode == 0, r.stderr
     (run / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("10")
+    from cptkit.train.recipe import load_recipe, resolved_yaml  # what the trainer writes at start (`cptkit release`)
+
+    (run / "recipe.resolved.yaml").write_text(resolved_yaml(load_recipe(ws / "recipes" / "swallowcode_exp1.yaml")))
     _fake_results(run, 0.0)
     _fake_results(ws / "runs" / "swallowcode_exp2", 0.1)
     return ws

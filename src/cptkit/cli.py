@@ -29,6 +29,7 @@ STAGE_MODULES = (
     "cptkit.train.cli",  # train, plan
     "cptkit.launch.cli",  # launch, status
     "cptkit.eval.cli",  # eval, report
+    "cptkit.release.cli",  # release (HF folders + model card, Hub upload)
     "cptkit.selftest.cli",  # selftest [network]
 )
 

@@ -56,3 +56,16 @@ def test_conversion_verified_and_release_loads(demo):
     assert model.config.vocab_size == 128256
     assert model.config.rope_scaling["rope_type"] == "llama3"
     assert (out / "report" / "loss.png").stat().st_size > 1000
+
+
+def test_release_folder_and_card_from_the_run(demo):
+    """`cptkit release` on the demo's run: the HF folder under the recipe's release name, with a card written from
+    the run's records (no evaluation in --small: a note instead of a table)."""
+    out, _ = demo
+    folder = out / "release" / "tiny_cpu-LR3e-3-iter0000024"
+    assert (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+    card = (folder / "README.md").read_text()
+    assert "after 12.29K training tokens" in card  # 24 iterations x 8 sequences x 64 tokens = 12,288
+    assert "Mixture checked against the fingerprint recorded in the checkpoint." in card
+    assert "- Jobs: 2" in card  # the pre-empted job and the one that resumed
+    assert "| Tokens |" not in card and "No evaluation results" in card

@@ -86,6 +86,11 @@ VALIDATORS = {
     ),
     "OptimizerSection._lrs": (["optimizer.min_lr=1"], "is larger than lr", "at most lr"),
     "ScheduleSection._tokens": (["schedule.lr_warmup_tokens=x"], "schedule.lr_warmup_tokens", "as a token count"),
+    "ReleaseSection._name": (
+        ["release.name=no spaces{iteration}"],
+        "gives names the Hub refuses",
+        "The name must follow the Hub's rules",
+    ),
     "ScheduleSection._one_warmup": (
         ["schedule.lr_warmup_tokens=1k"],
         "not both",

@@ -184,7 +184,11 @@ def convert_mcore_to_hf(
     log(f"  spec: {m.spec.name}   dtype: {dtype}   vocab: {cfg.padded_vocab_size} -> {cfg.vocab_size} rows")
     log(f"  tensors: {len(planned)} HF, {total / 1e9:.2f} GB; assets from {assets}")
     if dry_run:
-        return {"dry_run": True, "checkpoint": str(ckpt), "tensors": len(planned), "bytes": total}
+        # The files the export would write (planning the shards writes nothing): `cptkit release --dry-run` lists them.
+        shards = ShardedWriter(out_dir, planned, max_shard_bytes).names
+        assets_out = [p.name for p in assets.iterdir() if p.is_file() and p.name != "config.json"]
+        files = sorted({*shards, "model.safetensors.index.json", "config.json", "generation_config.json", *assets_out})
+        return {"dry_run": True, "checkpoint": str(ckpt), "tensors": len(planned), "bytes": total, "files": files}
 
     t0 = time.perf_counter()
     tmp = partial_dir(out_dir)

@@ -10,7 +10,8 @@ that the commands in the README work:
   tokenizer) → `cptkit mix show` / `mix check` → a tiny Llama-3-shaped HF model → `cptkit convert hf-to-mcore` +
   `convert verify` → `cptkit train` (SIGTERM mid-run, as a scheduler pre-empts; then resumed) →
   `cptkit convert mcore-to-hf` → transformers loads the release and generates → `cptkit report` (loss curve PNG)
-  → `cptkit eval --suite quick`.
+  → `cptkit eval RUN_DIR --suite quick` on the final checkpoint → `cptkit release` (HF folder + model card written
+  from the run's records: OUT/release/<name>/README.md).
 """
 
 from __future__ import annotations
@@ -103,16 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     mixture, recipe = "data_mix/demo.yaml", "recipes/tiny_cpu.yaml"
 
-    print(f"[demo] 1/9 corpus: real code and text from this machine → {out}/raw", flush=True)
+    print(f"[demo] 1/10 corpus: real code and text from this machine → {out}/raw", flush=True)
     for name, s in build_corpus(out, max_bytes_per_source=600_000 if args.small else 2_000_000).items():
         print(f"  {name:5s} {s['documents']:5d} documents {s['bytes'] / 1e6:6.2f} MB")
 
-    print("\n[demo] 2/9 tokenize with the real Llama-3 tokenizer, then show and check the mixture", flush=True)
+    print("\n[demo] 2/10 tokenize with the real Llama-3 tokenizer, then show and check the mixture", flush=True)
     cptkit("tokenize", mixture, "--workers", "2", "--no-progress", env=env)
     cptkit("mix", "show", mixture, env=env)
     cptkit("mix", "check", mixture, "--samples", "400", "--seq-length", "64", env=env)
 
-    print("\n[demo] 3/9 a tiny Llama-3-shaped model (random weights) saved as a Hugging Face checkpoint", flush=True)
+    print("\n[demo] 3/10 a tiny Llama-3-shaped model (random weights) saved as a Hugging Face checkpoint", flush=True)
     hf_base = make_tiny_llama(out / "hf_base")
     print(f"  {hf_base}")
     base = out / "base_mcore"
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         cptkit("convert", "hf-to-mcore", str(hf_base), str(base), env=env)
     cptkit("convert", "verify", str(hf_base), str(base), env=env)
 
-    print("\n[demo] 4/9 train, pre-empted half-way (SIGTERM), then resumed from the run's own checkpoint", flush=True)
+    print("\n[demo] 4/10 train, pre-empted half-way (SIGTERM), then resumed from the run's own checkpoint", flush=True)
     run = out / "run"
     overrides = [
         f"run_dir={run}",
@@ -141,25 +142,32 @@ def main(argv: list[str] | None = None) -> int:
     if not last < first - 1.0:
         raise DemoError(f"the loss did not clearly fall ({first:.3f} → {last:.3f})")
 
-    print("\n[demo] 5/9 export the final checkpoint as a Hugging Face release folder", flush=True)
+    print("\n[demo] 5/10 export the final checkpoint as a Hugging Face release folder", flush=True)
     release = out / "hf_release"
     if not (release / "config.json").exists():
         cptkit("convert", "mcore-to-hf", str(run), str(release), "--dtype", "fp32", env=env)
 
-    print("\n[demo] 6/9 load it with transformers and generate", flush=True)
+    print("\n[demo] 6/10 load it with transformers and generate", flush=True)
     for prompt, text in zip(
         ("def fibonacci(n):", "日本語の"), generate(release, ["def fibonacci(n):", "日本語の"]), strict=True
     ):
         print(f"  {prompt!r} → {text!r}")
 
-    print("\n[demo] 7/9 loss curve", flush=True)
+    print("\n[demo] 7/10 loss curve", flush=True)
     cptkit("report", str(run), "--output", str(out / "report"), env=env)
 
     if not (args.small or args.no_eval):
-        print("\n[demo] 8/9 quick evaluation suite on the release", flush=True)
-        cptkit("eval", str(release), "--suite", "quick", "--output", str(out / "eval_quick.json"), env=env)
+        from cptkit.eval.targets import saved_iterations
 
-    print(f"\n[demo] 9/9 done in {time.monotonic() - t0:.0f} s. Artifacts:", flush=True)
+        print("\n[demo] 8/10 quick evaluation suite on the final checkpoint (results in RUN_DIR/eval/)", flush=True)
+        last = str(len(saved_iterations(run)) - 1)
+        cptkit("eval", str(run), "--suite", "quick", "--iteration-index", last, "--delete-converted", env=env)
+
+    print("\n[demo] 9/10 release: HF folder + model card written from the run's records", flush=True)
+    cptkit("release", str(run), str(out / "release"), "--dtype", "fp32", env=env)
+    cards = sorted((out / "release").glob("*/README.md"))
+
+    print(f"\n[demo] 10/10 done in {time.monotonic() - t0:.0f} s. Artifacts:", flush=True)
     for label, path in [
         ("raw corpus", out / "raw"),
         ("tokenized prefixes", out / "tokenized"),
@@ -169,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         ("metrics", run / "logs" / "metrics.jsonl"),
         ("HF release", release),
         ("report + loss curve", out / "report"),
-        ("quick eval", out / "eval_quick.json"),
+        ("quick eval", run / "eval"),
+        ("release + model card", cards[-1] if cards else out / "release"),
     ]:
         if path.exists():
             print(f"  {label:38s} {path}")

@@ -100,7 +100,16 @@ def launch_command(profile: Profile, nodes: int, train_args: str, subcommand: st
     trainer = f"{_container(profile, gpu=True)}{_cptkit(profile)} {subcommand} {train_args}"
     if launcher.kind == "mpirun":
         exports = " ".join(
-            f"-x {v}" for v in ["MASTER_ADDR", "MASTER_PORT", "PATH", "LD_LIBRARY_PATH", *launcher.export_env]
+            f"-x {v}"
+            for v in [
+                "MASTER_ADDR",
+                "MASTER_PORT",
+                "PATH",
+                "LD_LIBRARY_PATH",
+                "CPTKIT_CLUSTER",
+                "CPTKIT_JOB_ID",
+                *launcher.export_env,
+            ]
         )
         head = 'mpirun -np "$NUM_GPUS" --npernode "$GPUS_PER_NODE" --hostfile "$HOSTFILE"'
         return _join([head, exports, extra, trainer])
@@ -124,7 +133,10 @@ def launch_command(profile: Profile, nodes: int, train_args: str, subcommand: st
 
 
 def _exports(profile: Profile) -> dict[str, str]:
-    return dict(profile.env)
+    # The trainer records the cluster profile and job id in RUN_DIR/logs/jobs_env.jsonl (train/jobs_env.py), which
+    # the model card of `cptkit release` states; the profile's own env may override them.
+    sched = schedulers.get(profile.scheduler)
+    return {"CPTKIT_CLUSTER": profile.name, "CPTKIT_JOB_ID": sched.job_id, **profile.env}
 
 
 def _common(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, fie
 from cptkit.config import ConfigModel, KeysOf, Origins, Section
 from cptkit.config.keys import known_keys as _known_keys
 from cptkit.model.config import ModelConfig
+from cptkit.release.name import DEFAULT_NAME_TEMPLATE
 from cptkit.util.units import parse_tokens
 
 
@@ -387,6 +388,52 @@ class LoggingSection(_Section):
         )
 
 
+class ReleaseSection(_Section):
+    """How `cptkit release` names and describes this run's checkpoints as Hugging Face releases (docs/release.md).
+    The name template's `{variables}`: `base_model_name` (the last part of base_model), `ablation`, `name` (the
+    recipe's), `lr`, `min_lr`, `weight_decay`, `iteration`, `tokens` (consumed), `seq_length`; format specs `:sci`
+    / `:SCI` write a number as `2.5e-5` / `2.5E-6`, `:units` a token count as `50B`, `:07d` pads the iteration."""
+
+    name: str = Field(
+        DEFAULT_NAME_TEMPLATE,
+        min_length=1,
+        description="Release (folder and Hub repository) name template, Python `str.format` syntax. The default is "
+        "the Swallow ablations' scheme: Llama-3.1-8B-code-ablation-exp1-LR2.5e-5-MINLR2.5E-6-WD0.1-iter0012500. The "
+        "name must follow the Hub's rules (letters, digits, `-`, `_`, `.`; at most 96 characters; no `--` or `..`).",
+    )
+    ablation: str | None = Field(
+        None,
+        description="`{ablation}` in the name (e.g. `code-ablation-exp1`); null = the recipe's name with `_` → `-`. "
+        "Set it in every recipe that inherits another's: an inherited value names the other run.",
+    )
+    base_model: str | None = Field(
+        None,
+        description="Hub id of the model training started from (`meta-llama/Llama-3.1-8B`): the card's base model "
+        "and license, `{base_model_name}` in the name. null = the `_name_or_path` the initial checkpoint's HF config "
+        "recorded, if any.",
+    )
+    license: str | None = Field(
+        None,
+        description="Hub license id for the card (`llama3.1`, `apache-2.0`, `other`); null = the base model "
+        "family's license (Llama 3.x community licenses, Qwen, Gemma, Mistral), or none stated when not known.",
+    )
+    citation: str | None = Field(None, description="Citation block (BibTeX or free text) for the card; null = none.")
+    card_template: str | None = Field(
+        None,
+        description="Jinja2 model-card template (relative to the recipe's directory; ${VAR} expanded). null = "
+        "`model_card.md.j2` beside the recipe if there is one, else the packaged default "
+        "(src/cptkit/release/templates/model_card.md.j2).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        from cptkit.release.name import check_template
+
+        check_template(v)  # unknown variables, bad format specs, characters the Hub refuses
+        return v
+
+
 class Recipe(ConfigModel):
     """Top-level keys. `data`, `training`, `optimizer` and `parallel` are required sections (in the file or inherited
     from its base); the others may be left out (every key has a default)."""
@@ -416,6 +463,7 @@ class Recipe(ConfigModel):
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
+    release: ReleaseSection = Field(default_factory=ReleaseSection)
 
     model_config = ConfigDict(validate_default=True)
     file_kind: ClassVar[str] = "recipe file"
@@ -436,6 +484,21 @@ class Recipe(ConfigModel):
     def loaded(self, file: str, origin: Origins) -> None:
         self._source_file = file
         self._origin = dict(origin)
+        self._locate_card_template()
+
+    def _locate_card_template(self) -> None:
+        """release.card_template relative to the file that set it; unset: `model_card.md.j2` beside the recipe.
+
+        Made absolute here, so recipe.resolved.yaml records which template the run's releases use."""
+        from cptkit.config.source import COMMAND_LINE
+
+        release = self.release
+        if release.card_template is not None:
+            setter = self.file_of("release.card_template")
+            base = Path(setter).parent if setter and setter != COMMAND_LINE else Path.cwd()
+            release.card_template = str((base / release.card_template).resolve())
+        elif self._source_file and (beside := Path(self._source_file).parent / "model_card.md.j2").is_file():
+            release.card_template = str(beside.resolve())
 
     @property
     def source_file(self) -> str | None:
@@ -456,6 +519,7 @@ class Recipe(ConfigModel):
         yield "data.mixture", self.data, "mixture"
         yield "data.cache_dir", self.data, "cache_dir"
         yield "checkpoint.dir", self.checkpoint, "dir"
+        yield "release.card_template", self.release, "card_template"
 
     def plan(self, world_size: int | None = None):
         """The `Plan` of this recipe: the parallel section and the model shape → batch arithmetic, iterations and

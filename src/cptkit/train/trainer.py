@@ -27,6 +27,7 @@ class Trainer:
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
         from cptkit.backend.dist import initialize_model_parallel
+        from cptkit.train.jobs_env import record_job_env
         from cptkit.train.recipe import resolved_yaml
         from cptkit.train.setup import build_train_state
         from cptkit.util.atomic import write_text
@@ -50,6 +51,8 @@ class Trainer:
             self.checkpointer.verify(prep.point)  # every rank hashes its share of the files
         self.state = build_train_state(recipe, prep.cfg, prep.plan)
         self.iteration, self.consumed = self._load(prep)
+        # Where and with what this job runs (hardware, versions, cluster), for the model card (cptkit release).
+        record_job_env(self.run_dir, self.iteration, rank0=self.rank0)
         self.logger = recipe.logging.build(
             recipe,
             enabled=self.rank0,

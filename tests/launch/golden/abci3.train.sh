@@ -31,6 +31,8 @@ if ! command -v module >/dev/null 2>&1 && [[ -f /etc/profile.d/modules.sh ]]; th
 fi
 module load hpcx/2.20 cuda/12.6/12.6.1 cudnn/9.5/9.5.1 nccl/2.23/2.23.4-1
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="abci3"
+export CPTKIT_JOB_ID="$PBS_JOBID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export NCCL_IB_TIMEOUT="22"
 
@@ -62,7 +64,7 @@ WATCHDOG_PID=$!
 
 # --- train: one process per GPU
 mpirun -np "$NUM_GPUS" --npernode "$GPUS_PER_NODE" --hostfile "$HOSTFILE" \
-    -x MASTER_ADDR -x MASTER_PORT -x PATH -x LD_LIBRARY_PATH -x CUDA_DEVICE_MAX_CONNECTIONS -x NCCL_IB_TIMEOUT \
+    -x MASTER_ADDR -x MASTER_PORT -x PATH -x LD_LIBRARY_PATH -x CPTKIT_CLUSTER -x CPTKIT_JOB_ID -x CUDA_DEVICE_MAX_CONNECTIONS -x NCCL_IB_TIMEOUT \
     -bind-to none -map-by slot \
     cptkit train recipes/swallowcode_exp1.yaml &
 LAUNCH_PID=$!

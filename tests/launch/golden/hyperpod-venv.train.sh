@@ -30,6 +30,8 @@ echo "cptkit: job $SLURM_JOB_ID on $(hostname), resuming from iteration $(cat "$
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="hyperpod-venv"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export FI_PROVIDER="efa"
 export FI_EFA_USE_DEVICE_RDMA="1"
 export FI_EFA_FORK_SAFE="1"
@@ -69,7 +71,7 @@ trap 'checkpoint_and_stop TERM' TERM
 
 # --- train: one process per GPU
 mpirun -np "$NUM_GPUS" --npernode "$GPUS_PER_NODE" --hostfile "$HOSTFILE" \
-    -x MASTER_ADDR -x MASTER_PORT -x PATH -x LD_LIBRARY_PATH -x FI_PROVIDER -x FI_EFA_USE_DEVICE_RDMA -x FI_EFA_FORK_SAFE -x NCCL_SOCKET_IFNAME -x CUDA_DEVICE_MAX_CONNECTIONS -x TORCH_NCCL_AVOID_RECORD_STREAMS -x CPTKIT_NET_EXPECT -x CPTKIT_ALLOW_SOCKET \
+    -x MASTER_ADDR -x MASTER_PORT -x PATH -x LD_LIBRARY_PATH -x CPTKIT_CLUSTER -x CPTKIT_JOB_ID -x FI_PROVIDER -x FI_EFA_USE_DEVICE_RDMA -x FI_EFA_FORK_SAFE -x NCCL_SOCKET_IFNAME -x CUDA_DEVICE_MAX_CONNECTIONS -x TORCH_NCCL_AVOID_RECORD_STREAMS -x CPTKIT_NET_EXPECT -x CPTKIT_ALLOW_SOCKET \
     -bind-to none -map-by slot \
     cptkit train recipes/swallowcode_exp1.yaml &
 LAUNCH_PID=$!

@@ -29,6 +29,8 @@ fi
 echo "cptkit: job $SLURM_JOB_ID on $(hostname), resuming from iteration $(cat "$RUN_DIR/checkpoints/latest_checkpointed_iteration.txt" 2>/dev/null || echo 0)"
 
 # --- software environment (pyxis)
+export CPTKIT_CLUSTER="hyperpod"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export FI_PROVIDER="efa"
 export FI_EFA_USE_DEVICE_RDMA="1"
 export FI_EFA_FORK_SAFE="1"

@@ -13,6 +13,8 @@ NUM_TASKS=64
 echo "cptkit: curate task $ARRAY_INDEX of $NUM_TASKS, job local-$$ on $(hostname)"
 
 # --- software environment (none)
+export CPTKIT_CLUSTER="local"
+export CPTKIT_JOB_ID="local-$$"
 export OMP_NUM_THREADS="1"
 
 env CURATE_ROOT=/scratch/curated MODEL_ROOT=/scratch/models cptkit curate data_curation/swallowcode.yaml \

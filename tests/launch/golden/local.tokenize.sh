@@ -10,6 +10,8 @@ NUM_TASKS=16
 echo "cptkit: tokenize task $ARRAY_INDEX of $NUM_TASKS, job local-$$ on $(hostname)"
 
 # --- software environment (none)
+export CPTKIT_CLUSTER="local"
+export CPTKIT_JOB_ID="local-$$"
 export OMP_NUM_THREADS="1"
 
 cptkit tokenize data_mix/swallowcode_exp1.yaml \

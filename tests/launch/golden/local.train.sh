@@ -19,6 +19,8 @@ fi
 echo "cptkit: job local-$$ on $(hostname), resuming from iteration $(cat "$RUN_DIR/checkpoints/latest_checkpointed_iteration.txt" 2>/dev/null || echo 0)"
 
 # --- software environment (none)
+export CPTKIT_CLUSTER="local"
+export CPTKIT_JOB_ID="local-$$"
 export OMP_NUM_THREADS="1"
 
 # --- nodes: one hostfile line per node; rank 0's node is the rendezvous

@@ -16,6 +16,8 @@ echo "cptkit: convert job $SLURM_JOB_ID on $(hostname)"
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 
 cptkit convert mcore-to-hf /scratch/cptkit/runs/swallowcode_exp1/checkpoints/iter_0012500 /scratch/hf/out

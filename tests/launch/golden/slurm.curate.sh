@@ -22,6 +22,8 @@ echo "cptkit: curate task $ARRAY_INDEX of $NUM_TASKS, job $SLURM_JOB_ID on $(hos
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 
 env CURATE_ROOT=/scratch/curated RAW_ROOT=/scratch/raw cptkit curate data_curation/swallowcode_exp3.yaml \

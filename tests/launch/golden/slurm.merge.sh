@@ -16,6 +16,8 @@ echo "cptkit: merge job $SLURM_JOB_ID on $(hostname)"
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 
 cptkit tokenize data_mix/swallowcode_exp1.yaml --merge

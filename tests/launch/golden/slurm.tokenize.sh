@@ -19,6 +19,8 @@ echo "cptkit: tokenize task $ARRAY_INDEX of $NUM_TASKS, job $SLURM_JOB_ID on $(h
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 
 cptkit tokenize data_mix/swallowcode_exp1.yaml \

@@ -31,6 +31,8 @@ echo "cptkit: job $SLURM_JOB_ID on $(hostname), resuming from iteration $(cat "$
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 
 # --- nodes: one hostfile line per node; rank 0's node is the rendezvous

@@ -16,6 +16,8 @@ echo "cptkit: convert job $JOB_ID on $(hostname)"
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="test-sge"
+export CPTKIT_JOB_ID="$JOB_ID"
 export OMP_NUM_THREADS="1"
 
 cptkit convert mcore-to-hf /scratch/cptkit/runs/tiny_cpu/checkpoints/iter_0012500 /scratch/hf/out

@@ -16,6 +16,8 @@ echo "cptkit: merge job $JOB_ID on $(hostname)"
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="test-sge"
+export CPTKIT_JOB_ID="$JOB_ID"
 export OMP_NUM_THREADS="1"
 
 cptkit tokenize data_mix/swallowcode_exp1.yaml --merge

@@ -28,6 +28,8 @@ echo "cptkit: job $JOB_ID on $(hostname), resuming from iteration $(cat "$RUN_DI
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="test-sge"
+export CPTKIT_JOB_ID="$JOB_ID"
 export OMP_NUM_THREADS="1"
 
 # --- nodes: one hostfile line per node; rank 0's node is the rendezvous

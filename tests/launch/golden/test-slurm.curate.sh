@@ -21,6 +21,8 @@ echo "cptkit: curate task $ARRAY_INDEX of $NUM_TASKS, job $SLURM_JOB_ID on $(hos
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="test-slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export OMP_NUM_THREADS="1"
 
 env CURATE_ROOT=/scratch/curated RAW_ROOT=/scratch/raw cptkit curate data_curation/swallowcode_exp3.yaml \

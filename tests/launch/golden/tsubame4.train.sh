@@ -31,6 +31,8 @@ if ! command -v module >/dev/null 2>&1 && [[ -f /etc/profile.d/modules.sh ]]; th
 fi
 module load cuda/12.1.0 cudnn/9.0.0 nccl/2.20.5 openmpi/5.0.2-gcc
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="tsubame4"
+export CPTKIT_JOB_ID="$JOB_ID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export NCCL_IB_TIMEOUT="22"
 export NCCL_IB_QPS_PER_CONNECTION="8"
@@ -65,7 +67,7 @@ WATCHDOG_PID=$!
 
 # --- train: one process per GPU
 mpirun -np "$NUM_GPUS" --npernode "$GPUS_PER_NODE" --hostfile "$HOSTFILE" \
-    -x MASTER_ADDR -x MASTER_PORT -x PATH -x LD_LIBRARY_PATH -x CUDA_DEVICE_MAX_CONNECTIONS -x NCCL_IB_TIMEOUT -x NCCL_IB_QPS_PER_CONNECTION -x TORCH_NCCL_AVOID_RECORD_STREAMS -x UB_SKIPMC \
+    -x MASTER_ADDR -x MASTER_PORT -x PATH -x LD_LIBRARY_PATH -x CPTKIT_CLUSTER -x CPTKIT_JOB_ID -x CUDA_DEVICE_MAX_CONNECTIONS -x NCCL_IB_TIMEOUT -x NCCL_IB_QPS_PER_CONNECTION -x TORCH_NCCL_AVOID_RECORD_STREAMS -x UB_SKIPMC \
     -bind-to none -map-by slot \
     cptkit train recipes/swallowcode_exp1.yaml &
 LAUNCH_PID=$!
