@@ -174,7 +174,6 @@ def push(
 @contextlib.contextmanager
 def hub_errors(endpoint: str | None, repo_id: str) -> Iterator[None]:
     """huggingface_hub's and httpx's exceptions as one line each."""
-    import httpx
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     host = urlparse(endpoint).netloc if endpoint else "huggingface.co"
@@ -182,7 +181,7 @@ def hub_errors(endpoint: str | None, repo_id: str) -> Iterator[None]:
         yield
     except OfflineModeIsEnabled:
         raise UserError("HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set: unset it to push", field="--push") from None
-    except (httpx.TransportError, ConnectionError) as e:  # refused, no route, DNS failure, timeout
+    except _transport_errors() as e:  # refused, no route, DNS failure, timeout
         reason = " ".join(str(e).split()) or type(e).__name__
         raise UserError(f"cannot reach {host}: {reason}", field="--push") from None
     except HfHubHTTPError as e:
@@ -197,6 +196,20 @@ def hub_errors(endpoint: str | None, repo_id: str) -> Iterator[None]:
                 f"the token may not write to {repo_id} (403): it needs write access to its namespace"
             ) from None
         raise UserError(f"{host}: {first}", field="--push") from None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection failures: httpx's (huggingface_hub 1.x) and requests' (0.x, where they are not OSErrors)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    with contextlib.suppress(ImportError):
+        import httpx
+
+        errors.append(httpx.TransportError)
+    with contextlib.suppress(ImportError):
+        import requests
+
+        errors += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
+    return tuple(errors)
 
 
 def format_upload(folder: Path, repo_id: str, revision: str | None, files: Sequence[str], *, dry_run: bool) -> str:
