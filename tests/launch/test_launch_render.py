@@ -1,5 +1,5 @@
 """Golden files of every profile's rendered scripts (train, tokenize array + merge, convert, eval array, curate array
-on CPU and on GPU), and `bash -n`.
+on CPU and on GPU, release), and `bash -n`.
 
 The goldens were reviewed by eye once; a change to a template shows up here as a diff. To regenerate them after an
 intended change: `CPTKIT_UPDATE_GOLDENS=1 .venv/bin/pytest tests/launch/test_render.py`, then review `git diff`.
@@ -57,6 +57,19 @@ def render_all(name: str) -> dict[str, str]:
     ev = render.render_eval(
         recipe.run_dir, "ja", profile, num_iterations=5, workdir=WORKDIR, log_dir=logs, walltime="04:00:00"
     )
+    rel = render.render_release(
+        recipe.run_dir,
+        profile,
+        out=None,
+        iteration=None,
+        push="tokyotech-llm",
+        private=False,
+        revision_per_checkpoint=False,
+        hub_env={},
+        workdir=WORKDIR,
+        log_dir=logs,
+        walltime="04:00:00",
+    )
     cur = curate_job(profile, "data_curation/swallowcode_exp3.yaml", logs)
     # The GPU form: an LLM engine on 4 GPUs (all of them on a smaller node; one GPU takes the `eval` resources).
     cur_gpu = curate_job(profile, "data_curation/swallowcode.yaml", logs, gpus=min(4, profile.gpus_per_node))
@@ -68,6 +81,7 @@ def render_all(name: str) -> dict[str, str]:
         "merge": merge.script,
         "convert": conv.script,
         "eval": ev.script,
+        "release": rel.script,
     }
 
 

@@ -47,6 +47,28 @@ def upload_list(folder: Path) -> list[str]:
     return list(filter_repo_objects(files, ignore_patterns=[*IGNORE_PATTERNS, *DEFAULT_IGNORE_PATTERNS]))
 
 
+HUB_ENV = ("HF_ENDPOINT", "HF_HOME", "HF_TOKEN_PATH")  # where the Hub and the token file are; not secret
+
+
+def token_file() -> Path:
+    """The token file `hf auth login` writes, by huggingface_hub's rule, from the environment as it is now."""
+    if os.environ.get("HF_TOKEN_PATH"):
+        return Path(os.path.expandvars(os.environ["HF_TOKEN_PATH"])).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    home = os.environ.get("HF_HOME") or os.path.join(cache, "huggingface")
+    return Path(os.path.expandvars(home)).expanduser() / "token"
+
+
+def token_source() -> str | None:
+    """Where a push here would take its token from: "env" (HF_TOKEN), "file" (the login's token file) or None."""
+    if os.environ.get("HF_TOKEN", "").strip() or os.environ.get("HUGGING_FACE_HUB_TOKEN", "").strip():
+        return "env"
+    try:
+        return "file" if token_file().read_text().strip() else None
+    except OSError:
+        return None
+
+
 def check_repo_id(repo_id: str, field: str = "--push") -> None:
     """ORG/NAME as the Hub accepts it (huggingface_hub's validation: 1-96 characters of [A-Za-z0-9-_.], no `--` or
     `..`, not ending in `.git`)."""
