@@ -376,7 +376,8 @@ def render_release(
     launch (HF_HOME, HF_TOKEN_PATH, HF_ENDPOINT; never the token itself), put on the command line because PBS and
     Grid Engine jobs do not inherit the environment."""
     which = ["--iteration", str(iteration)] if iteration is not None else ["--every-eval"]
-    args = [run_dir, *which, *([out] if out else [])]
+    # OUT right after RUN_DIR: argparse fills both optional positionals in one go, so OUT after an option is refused.
+    args = [run_dir, *([out] if out else []), *which]
     if push:
         args += ["--push", push, *(["--private"] if private else [])]
         args += ["--revision-per-checkpoint"] if revision_per_checkpoint else []
