@@ -212,3 +212,25 @@ def test_exp1_dry_run_prints_the_seeds_name_and_the_release_files(tmp_path):
                      "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]  # fmt: skip
     assert not any(s in text for s in STRAYS)
     assert "  model-00001-of-00004.safetensors  4.98 GB" in files  # the shard plan of the 16 GB bf16 export
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (401, "huggingface.co refused the token (401): log in again"),
+        (403, "the token may not write to org/x (403)"),
+        (500, "--push: huggingface.co: 500 Server Error"),
+    ],
+)
+def test_hub_refusals_are_one_line(tmp_path, token, monkeypatch, status, message):
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError
+
+    def refuse(*args, **kwargs):
+        response = httpx.Response(status, request=httpx.Request("POST", "https://huggingface.co/api/repos/create"))
+        raise HfHubHTTPError(f"{status} Server Error: refused\nmore detail", response=response)
+
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    with pytest.raises(UserError) as e:
+        push(release_folder(tmp_path), "org/x", revision=None, private=False, dry_run=False)
+    assert message in e.value.one_line() and "more detail" not in e.value.one_line()
