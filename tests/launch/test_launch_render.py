@@ -1,5 +1,5 @@
 """Golden files of every profile's rendered scripts (train, tokenize array + merge, convert, eval array with vLLM on one
-GPU and on a whole node, curate array on CPU and on GPU), and `bash -n`.
+GPU and on a whole node, curate array on CPU and on GPU, release), and `bash -n`.
 
 The goldens were reviewed by eye once; a change to a template shows up here as a diff. To regenerate them after an
 intended change: `CPTKIT_UPDATE_GOLDENS=1 .venv/bin/pytest tests/launch/test_launch_render.py`, then review `git diff`.
@@ -62,6 +62,19 @@ def render_all(name: str) -> dict[str, str]:
         recipe.run_dir, "future_code_ja", profile, num_iterations=5, workdir=WORKDIR, log_dir=logs,
         walltime="04:00:00", tensor_parallel_size=profile.gpus_per_node,
     )  # fmt: skip
+    rel = render.render_release(
+        recipe.run_dir,
+        profile,
+        out=None,
+        iteration=None,
+        push="tokyotech-llm",
+        private=False,
+        revision_per_checkpoint=False,
+        hub_env={},
+        workdir=WORKDIR,
+        log_dir=logs,
+        walltime="04:00:00",
+    )
     cur = curate_job(profile, "data_curation/swallowcode_exp3.yaml", logs)
     # The GPU form: an LLM engine on 4 GPUs (all of them on a smaller node; one GPU takes the `eval` resources).
     cur_gpu = curate_job(profile, "data_curation/swallowcode.yaml", logs, gpus=min(4, profile.gpus_per_node))
@@ -74,6 +87,7 @@ def render_all(name: str) -> dict[str, str]:
         "convert": conv.script,
         "eval": ev.script,
         "eval-node": ev_node.script,
+        "release": rel.script,
     }
 
 

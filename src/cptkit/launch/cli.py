@@ -5,6 +5,7 @@
     cptkit launch tokenize data_mix/X.yaml --num-shards 64 --cluster launch/tsubame4.yaml --submit
     cptkit launch convert --cluster launch/slurm.yaml --submit mcore-to-hf RUN/checkpoints/iter_0012500 OUT
     cptkit launch eval RUN_DIR --suite ja --cluster launch/hyperpod.yaml --submit
+    cptkit launch release RUN_DIR --cluster launch/abci3.yaml --push my-org --submit
     cptkit status RUN_DIR
 
 The targets are the classes in `targets.py` (add one there). The pre-subcommand forms (`cptkit launch RECIPE`,
@@ -30,7 +31,7 @@ _LEGACY_FLAGS = {"--tokenize": "tokenize", "--eval": "eval", "--convert": "conve
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "launch",
-        help="render / submit cluster jobs: train (chained), tokenize (array + merge), convert, eval (array)",
+        help="render / submit cluster jobs: train (chained), tokenize (array + merge), convert, eval (array), release",
         description="Render a job script for a cluster profile, validate it, print it (--dry-run, the default) or "
         "submit it (--submit). Training jobs resume from the run's latest checkpoint and are chained until COMPLETED.",
     )

@@ -45,7 +45,7 @@ _ENV.filters["dq"] = lambda v: '"' + re.sub(r'(["\\`])', r"\\\1", str(v)) + '"'
 class Job:
     """One script to submit. `after` names the job (by kind) it must wait for; `chain` is how many to submit."""
 
-    kind: str  # train | tokenize | merge | convert | eval | curate | selftest-Nn
+    kind: str  # train | tokenize | merge | convert | eval | curate | release | selftest-Nn
     name: str
     script: str
     array_size: int | None = None
@@ -391,4 +391,56 @@ def render_curate(
         array_size=num_shards,
         banner=banner,
         world_size=profile.gpus_per_node if resources == "train" else 1,
+    )
+
+
+def render_release(
+    run_dir: str,
+    profile: Profile,
+    *,
+    out: str | None,
+    iteration: int | None,
+    push: str | None,
+    private: bool,
+    revision_per_checkpoint: bool,
+    hub_env: dict[str, str],
+    workdir: str,
+    log_dir: str,
+    walltime: str | None,
+) -> Job:
+    """A CPU job running `cptkit release RUN_DIR --every-eval [OUT]` (or `--iteration N`): the export, its logit
+    check and the model card of each checkpoint, then with `push` the upload. `hub_env`: the Hub variables set at
+    launch (HF_HOME, HF_TOKEN_PATH, HF_ENDPOINT; never the token itself), put on the command line because PBS and
+    Grid Engine jobs do not inherit the environment."""
+    which = ["--iteration", str(iteration)] if iteration is not None else ["--every-eval"]
+    # OUT right after RUN_DIR: argparse fills both optional positionals in one go, so OUT after an option is refused.
+    args = [run_dir, *([out] if out else []), *which]
+    if push:
+        args += ["--push", push, *(["--private"] if private else [])]
+        args += ["--revision-per-checkpoint"] if revision_per_checkpoint else []
+    pinned = f"env {_q([f'{k}={v}' for k, v in sorted(hub_env.items())])} " if hub_env else ""
+    command = f"{_task_prefix(profile, gpu=False)}{pinned}{_cptkit(profile)} release {_q(args)}"
+    what = f"checkpoint {iteration}" if iteration is not None else "every evaluated checkpoint"
+    if push:
+        layout = "a branch per checkpoint" if revision_per_checkpoint else "a repository per checkpoint"
+        upload = f"Then uploads each to the Hub under {push} ({layout}{', private' if private else ''})."
+    else:
+        upload = "No upload (--push not given)."
+    banner = [
+        f"cptkit release (CPU): {what} of {run_dir} -> {out or run_dir + '/release'}",
+        "Export as `convert mcore-to-hf` (checked by logits) and a model card from the run's records, per checkpoint.",
+        upload,
+        "Rendered by `cptkit launch release`.",
+    ]
+    return render_task(
+        profile,
+        "release",
+        "cpu",
+        f"release-{Path(run_dir).name}",
+        command,
+        workdir=workdir,
+        log_dir=log_dir,
+        walltime=walltime,
+        array_size=None,
+        banner=banner,
     )

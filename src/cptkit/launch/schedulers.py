@@ -47,6 +47,8 @@ class Scheduler:
     after_checkpoint: ClassVar[str] = _CHAIN_RESUMES
     warns_before_walltime: ClassVar[bool] = False  # else the script signals itself (a watchdog) before the end
     chains: ClassVar[bool] = True  # can hold a job until another one ends (`--chain K`)
+    # A job sees the submitting shell's environment by default (sbatch --export=ALL); PBS and Grid Engine need -V.
+    passes_environment: ClassVar[bool] = False
     launchers: ClassVar[frozenset[str]] = frozenset({"mpirun", "torchrun"})
 
     # -- the script ---------------------------------------------------------------------------------------------------
@@ -130,6 +132,7 @@ class Slurm(Scheduler):
     job_id, array_index, submit_program = "$SLURM_JOB_ID", "$SLURM_ARRAY_TASK_ID", "sbatch"
     hostfile_command = 'scontrol show hostnames "$SLURM_JOB_NODELIST" > "$HOSTFILE"'
     warns_before_walltime = True  # --signal=B:USR1@lead
+    passes_environment = True
     launchers = frozenset({"mpirun", "srun", "torchrun"})
     after_checkpoint = """\
   # USR1 is the walltime warning (--signal): requeue. TERM is scancel or pre-emption, which requeues by itself.
@@ -256,6 +259,7 @@ class Local(Scheduler):
     after_checkpoint = '  echo "cptkit: checkpoint saved (exit $rc); run the script again to resume"'
     warns_before_walltime = True  # no walltime: only SIGUSR1/SIGTERM from the user
     chains = False
+    passes_environment = True  # the script runs in this shell's environment
     launchers = frozenset({"torchrun"})
 
     def header(self, *, job_name, log_dir, walltime, array_size):

@@ -6,11 +6,12 @@
     cptkit launch eval runs/X --suite ja --cluster launch/hyperpod.yaml --submit
     cptkit launch convert --cluster launch/slurm.yaml --submit mcore-to-hf runs/X/checkpoints/iter_0012500 hf/X
     cptkit launch selftest --cluster launch/hyperpod.yaml --recipe recipes/swallowcode_exp1.yaml --submit
+    cptkit launch release runs/X --cluster launch/abci3.yaml --push my-org --submit
 
 Every target shares `--cluster`, `--walltime` and `--dry-run`/`--submit` (added by `cli.py`); a target's `build()`
 turns its arguments into `Job`s plus the directory their scripts, logs and `jobs.jsonl` go to.
 
-Extension point: a new target (`release` is planned; `curate` and `selftest` are examples) is one `Target` subclass here —
+Extension point: a new target (`curate`, `selftest` and `release` are examples) is one `Target` subclass here —
 `add_arguments()` and `build()`, rendering its job with `render.render_task()` like tokenize/eval do — and its entry in
 `TARGETS`. The CLI, dry-run, submission, chaining and `cptkit status` need no change.
 """
@@ -372,4 +373,100 @@ class Curate(Target):
             )
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (Train(), Tokenize(), Convert(), Eval(), Selftest(), Curate())}
+class Release(Target):
+    """`cptkit release RUN_DIR --every-eval [OUT]` (or `--iteration N`) as one CPU job, optionally pushing.
+
+    Checked here, before anything is queued: the run and its evaluated checkpoints (or the checkpoint asked for),
+    the Hub namespace, and that the job will find a token: PBS and Grid Engine jobs do not inherit this shell's
+    HF_TOKEN, so there the token file of `hf auth login` is needed."""
+
+    name = "release"
+    help = "CPU job: `cptkit release` (export, logit check, model card) of every evaluated checkpoint; --push uploads"
+
+    def add_arguments(self, p):
+        p.add_argument("run_dir", metavar="RUN_DIR", help="the run whose checkpoints to release")
+        p.add_argument("out", metavar="OUT", nargs="?", help="where release folders go (default: RUN_DIR/release)")
+        which = p.add_mutually_exclusive_group()
+        which.add_argument("--iteration", type=int, help="release this checkpoint only")
+        which.add_argument(
+            "--every-eval", action="store_true", help="every checkpoint `cptkit eval` has results for (default)"
+        )
+        p.add_argument("--push", metavar="ORG[/NAME]", help="upload each release folder to the Hugging Face Hub")
+        p.add_argument("--private", action="store_true", help="create new repositories private")
+        p.add_argument(
+            "--revision-per-checkpoint",
+            action="store_true",
+            help="one repository, a branch iter_NNNNNNN per checkpoint (default: a repository per checkpoint)",
+        )
+        p.add_argument("--work-dir", help="scripts, logs and jobs.jsonl (default: RUN_DIR)")
+
+    def build(self, args, profile, *, walltime, workdir):
+        from cptkit.launch import render, schedulers, validate
+        from cptkit.release.push import HUB_ENV
+
+        validate.validate_walltime(profile, walltime)
+        run = Path(args.run_dir)
+        if not (run / "checkpoints").is_dir():
+            raise UserError("not a run directory (no checkpoints/)", file=args.run_dir)
+        if args.iteration is not None and not (run / "checkpoints" / f"iter_{args.iteration:07d}").is_dir():
+            raise UserError(f"no checkpoint iter_{args.iteration:07d}", file=run / "checkpoints", field="--iteration")
+        evaluated = 1 if args.iteration is not None else len({p.parent for p in (run / "eval").glob("iter_*/*.json")})
+        if not evaluated:
+            raise UserError(
+                "no evaluated checkpoints (eval/iter_*/*.json): evaluate first (cptkit launch eval), or release one "
+                "checkpoint with --iteration N",
+                file=args.run_dir,
+            )
+        if args.push:
+            self._check_push(args.push, profile, schedulers.get(profile.scheduler))
+            if "/" in args.push and evaluated > 1 and not args.revision_per_checkpoint:
+                raise UserError(
+                    f"{args.push} names one repository but {evaluated} checkpoints are evaluated: give --push ORG "
+                    "(a repository per checkpoint, named after its release) or add --revision-per-checkpoint",
+                    field="--push",
+                )
+        elif args.private or args.revision_per_checkpoint:
+            raise UserError("--private and --revision-per-checkpoint apply to --push ORG", field="--push")
+        work = self.work_dir(args, args.run_dir)
+        log_dir = work / "logs" / "jobs"
+        job = render.render_release(
+            args.run_dir,
+            profile,
+            out=args.out,
+            iteration=args.iteration,
+            push=args.push,
+            private=args.private,
+            revision_per_checkpoint=args.revision_per_checkpoint,
+            hub_env={k: os.environ[k] for k in HUB_ENV if os.environ.get(k)} if args.push else {},
+            workdir=workdir,
+            log_dir=str(log_dir.absolute()),
+            walltime=walltime,
+        )
+        return Launch([job], work, log_dir)
+
+    @staticmethod
+    def _check_push(push: str, profile: Profile, sched) -> None:
+        from cptkit.release.push import check_repo_id, token_file, token_source
+
+        if push.count("/") > 1 or not push.strip("/"):
+            raise UserError(f"{push!r}: give ORG or ORG/NAME", field="--push")
+        check_repo_id(push if "/" in push else f"{push}/name")  # the namespace's rules; names come from the run
+        source = token_source()
+        if source is None:
+            raise UserError(
+                f"no Hugging Face token for the job: log in once with `hf auth login` (writes {token_file()}), or "
+                "set HF_TOKEN",
+                field="--push",
+            )
+        inherits = sched.passes_environment or "-V" in profile.submit_args
+        if source == "env" and not inherits:
+            raise UserError(
+                f"HF_TOKEN is set here, but {sched.title} jobs do not inherit this shell's environment: log in with "
+                f"`hf auth login` (the token file {token_file()} must be on a filesystem the nodes see)",
+                field="--push",
+            )
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t for t in (Train(), Tokenize(), Convert(), Eval(), Selftest(), Curate(), Release())
+}
