@@ -23,6 +23,8 @@ if ! command -v module >/dev/null 2>&1 && [[ -f /etc/profile.d/modules.sh ]]; th
 fi
 module load hpcx/2.20 cuda/12.6/12.6.1 cudnn/9.5/9.5.1 nccl/2.23/2.23.4-1
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="abci3"
+export CPTKIT_JOB_ID="$PBS_JOBID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export NCCL_IB_TIMEOUT="22"
 

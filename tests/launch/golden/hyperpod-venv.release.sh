@@ -18,6 +18,8 @@ echo "cptkit: release job $SLURM_JOB_ID on $(hostname)"
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="hyperpod-venv"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export FI_PROVIDER="efa"
 export FI_EFA_USE_DEVICE_RDMA="1"
 export FI_EFA_FORK_SAFE="1"

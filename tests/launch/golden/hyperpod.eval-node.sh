@@ -18,6 +18,8 @@ NUM_TASKS=5
 echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job $SLURM_JOB_ID on $(hostname)"
 
 # --- software environment (pyxis)
+export CPTKIT_CLUSTER="hyperpod"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export FI_PROVIDER="efa"
 export FI_EFA_USE_DEVICE_RDMA="1"
 export FI_EFA_FORK_SAFE="1"

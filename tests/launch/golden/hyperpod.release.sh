@@ -17,6 +17,8 @@ cd /home/user/cptkit
 echo "cptkit: release job $SLURM_JOB_ID on $(hostname)"
 
 # --- software environment (pyxis)
+export CPTKIT_CLUSTER="hyperpod"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export FI_PROVIDER="efa"
 export FI_EFA_USE_DEVICE_RDMA="1"
 export FI_EFA_FORK_SAFE="1"

@@ -10,6 +10,8 @@ NUM_TASKS=5
 echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job local-$$ on $(hostname)"
 
 # --- software environment (none)
+export CPTKIT_CLUSTER="local"
+export CPTKIT_JOB_ID="local-$$"
 export OMP_NUM_THREADS="1"
 
 cptkit eval /scratch/cptkit/runs/tiny_cpu --suite future_code_ja \

@@ -10,6 +10,8 @@ cd /home/user/cptkit
 echo "cptkit: release job local-$$ on $(hostname)"
 
 # --- software environment (none)
+export CPTKIT_CLUSTER="local"
+export CPTKIT_JOB_ID="local-$$"
 export OMP_NUM_THREADS="1"
 
 cptkit release /scratch/cptkit/runs/tiny_cpu --every-eval --push tokyotech-llm

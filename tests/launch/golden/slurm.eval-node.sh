@@ -20,6 +20,8 @@ echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job $SLURM_JOB_ID on $(hostn
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 
 cptkit eval /scratch/cptkit/runs/swallowcode_exp1 --suite future_code_ja \

@@ -18,6 +18,8 @@ echo "cptkit: release job $SLURM_JOB_ID on $(hostname)"
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 
 cptkit release /scratch/cptkit/runs/swallowcode_exp1 --every-eval --push tokyotech-llm

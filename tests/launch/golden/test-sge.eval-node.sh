@@ -20,6 +20,8 @@ echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job $JOB_ID on $(hostname)"
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="test-sge"
+export CPTKIT_JOB_ID="$JOB_ID"
 export OMP_NUM_THREADS="1"
 
 cptkit eval /scratch/cptkit/runs/tiny_cpu --suite future_code_ja \

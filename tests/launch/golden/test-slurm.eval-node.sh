@@ -18,6 +18,8 @@ echo "cptkit: eval task $ARRAY_INDEX of $NUM_TASKS, job $SLURM_JOB_ID on $(hostn
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="test-slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export OMP_NUM_THREADS="1"
 
 cptkit eval /scratch/cptkit/runs/tiny_cpu --suite future_code_ja \

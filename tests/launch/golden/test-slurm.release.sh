@@ -17,6 +17,8 @@ echo "cptkit: release job $SLURM_JOB_ID on $(hostname)"
 
 # --- software environment (venv)
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="test-slurm"
+export CPTKIT_JOB_ID="$SLURM_JOB_ID"
 export OMP_NUM_THREADS="1"
 
 cptkit release /scratch/cptkit/runs/tiny_cpu --every-eval --push tokyotech-llm

@@ -22,6 +22,8 @@ if ! command -v module >/dev/null 2>&1 && [[ -f /etc/profile.d/modules.sh ]]; th
 fi
 module load cuda/12.1.0 cudnn/9.0.0 nccl/2.20.5 openmpi/5.0.2-gcc
 source /home/user/cptkit/.venv/bin/activate
+export CPTKIT_CLUSTER="tsubame4"
+export CPTKIT_JOB_ID="$JOB_ID"
 export CUDA_DEVICE_MAX_CONNECTIONS="1"
 export NCCL_IB_TIMEOUT="22"
 export NCCL_IB_QPS_PER_CONNECTION="8"
