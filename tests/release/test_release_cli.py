@@ -1,6 +1,6 @@
 """`cptkit release` end to end on the session's tiny run: the export (convert mcore-to-hf, verified by logits) plus
 README.md under the release name, published by one rename; `--every-eval`; `--dry-run`; one-line errors (exit 2);
-the `--push` layouts (through a stand-in for release/push.py, which another module owns).
+the `--push` layouts (release/push.py's plan_uploads, the upload itself recorded by a stand-in).
 
     pytest tests/release/test_release_cli.py -q      (~40 s after the session's tiny run)
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -88,7 +87,10 @@ def test_bad_input_is_one_line_exit_2_without_traceback(tmp_path):
         (["{run}", "--iteration", "3"], "no saved checkpoint at iteration 3"),
         (["{run}", "--set", "training.seq_length=5"], "release.* keys only"),
         (["{run}", "--set", "release.name=a--b{{iteration}}"], "release.name"),
-        (["{run}", "--set", "release.name=fixed-name", "--iteration", "2", "--push", "o/x"], "named by release.name"),
+        (
+            ["{run}", "--set", "release.name=fixed-name", "--iteration", "2", "--push", "o/x"],
+            "named by its release folder",
+        ),
         (["{recipe_dir}"], "no recipe.resolved.yaml"),
     ],
 )
@@ -122,7 +124,8 @@ def test_every_eval_without_results_and_a_broken_template(run_copy, capsys):
 
 @pytest.fixture
 def fake_push(monkeypatch):
-    """Stands in for cptkit.release.push (another owner's module): records the calls, lists the folder."""
+    """Stands in for the upload (`cptkit.release.push.push`): records the calls, lists the folder. The layouts are
+    the real module's `plan_uploads`."""
     calls = []
 
     def push(folder, repo_id, *, revision, private, dry_run, create_pr=False):
@@ -131,9 +134,9 @@ def fake_push(monkeypatch):
         )
         return sorted(p.name for p in Path(folder).iterdir())
 
-    module = types.ModuleType("cptkit.release.push")
-    module.push = push
-    monkeypatch.setitem(sys.modules, "cptkit.release.push", module)
+    import cptkit.release.push
+
+    monkeypatch.setattr(cptkit.release.push, "push", push)
     return calls
 
 
@@ -158,4 +161,4 @@ def test_push_layouts(run_copy, tmp_path, fake_push, capsys):
     assert fake_push[-1]["repo_id"] == "my-org/one-repo"
     # one repository per checkpoint is named by the release name, never by --push
     assert main(["release", str(run_copy), str(out), "--iteration", "2", "--push", "my-org/other", "--dry-run"]) == 2
-    assert "named by release.name" in capsys.readouterr().err
+    assert "named by its release folder" in capsys.readouterr().err

@@ -54,29 +54,33 @@ def license_for(base_model: str | None, override: str | None) -> dict[str, Any] 
 
 
 def eval_tables(run: records.RunRecord, iteration: int) -> list[dict[str, Any]]:
-    """One table per suite in the seeds' layout: a row per evaluated checkpoint up to this one, tokens first."""
+    """The seed-style tables of `cptkit report` (its layout per suite: columns, averages, decimals, sub-tables,
+    footnoted not-comparable scores), one row per evaluated checkpoint up to this one, tokens first."""
+    from cptkit.eval import report_table as rt
+
     if run.evals is None:
         return []
     out = []
     for suite in sorted(run.evals.evals):
-        columns, labels = report.suite_columns([run.evals], suite)
-        _, rows = report.table_rows([run.evals], suite)
-        kept = [r for r in rows if r[1] is not None and r[1] <= iteration]
-        if not kept:
-            continue
-        reasons = sorted({x for r in kept for v in r[3:-1] for x in getattr(v, "reasons", ())})  # not Avg's
-        out.append(
-            {
-                "suite": suite,
-                "columns": columns,
-                "metrics": [f"{c}: {labels[c]}" for c in columns if labels.get(c)],
-                # report's own cell formatting: 4 decimals as the seeds, "*" for a score not comparable with them
-                "rows": [
-                    {"iteration": r[1], "tokens": r[2], "cells": [report._cell(v) for v in r[3:-1]]} for r in kept
-                ],
-                "not_comparable": reasons,
-            }
-        )
+        layout = rt.layout_for([run.evals], suite)
+        columns, labels = rt.suite_columns([run.evals], suite)
+        for table in rt.tables_of(layout, columns):
+            header, rows = rt.table_rows([run.evals], suite, table, layout)
+            kept = [r for r in rows if r[1] is not None and r[1] <= iteration]
+            if not kept:
+                continue
+            notes = rt._Footnotes()
+            cells = [[rt._cell(v, layout.decimals, notes) for v in r[3:]] for r in kept]
+            out.append(
+                {
+                    "suite": suite if table.title == "all" else f"{suite}: {table.title}",
+                    "columns": header[3:],
+                    "metrics": [f"{c}: {labels[c]}" for c in table.columns if labels.get(c)],
+                    "rows": [{"iteration": r[1], "tokens": r[2], "cells": c} for r, c in zip(kept, cells, strict=True)],
+                    "not_comparable": notes.lines(),
+                    "decimals": layout.decimals,
+                }
+            )
     return out
 
 

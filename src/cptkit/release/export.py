@@ -12,7 +12,6 @@ rerun after more checkpoints were evaluated brings the evaluation table up to da
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,6 @@ from cptkit.release.card import card_context, render_card, template_path
 from cptkit.release.name import render_name, template_variables
 from cptkit.release.records import RunRecord, base_model
 from cptkit.util.atomic import write_text
-
-_ITER_SUFFIX = re.compile(r"^(?P<stem>.+)-iter\d+$")
 
 
 @dataclass
@@ -90,27 +87,14 @@ def plan(
 
 
 def _layout(planned: list[Planned], push: str, revision_per_checkpoint: bool) -> None:
-    org, _, repo = push.strip("/").partition("/")
-    if not org or "/" in repo:
-        raise UserError(f"{push!r}: give ORG or ORG/NAME", field="--push")
+    """Repository and branch of each release: `release/push.py`'s plan_uploads is the one owner of the layouts."""
+    from cptkit.release.push import plan_uploads
+
+    layout = "revision-per-checkpoint" if revision_per_checkpoint else "repo-per-checkpoint"
+    by_folder = {folder: (repo_id, revision) for folder, repo_id, revision in plan_uploads(
+        [p.folder for p in planned], push, layout)}  # fmt: skip
     for p in planned:
-        if revision_per_checkpoint:  # one repository, a branch per checkpoint (iter_NNNNNNN, Megatron's naming)
-            m = _ITER_SUFFIX.match(p.name)
-            if not repo and m is None:
-                raise UserError(
-                    f"release name {p.name!r} does not end in -iterNNNNNNN, so the repository name cannot be made "
-                    "from it: give --push ORG/NAME",
-                    field="--push",
-                )
-            p.repo_id, p.revision = f"{org}/{repo or m['stem']}", f"iter_{p.iteration:07d}"
-        else:  # the seeds' way: one repository per checkpoint, named by the release name
-            if repo and repo != p.name:
-                raise UserError(
-                    f"one repository per checkpoint is named by release.name ({p.name!r}), not {repo!r}: give "
-                    "--push ORG, or --revision-per-checkpoint for one repository ORG/NAME with a branch per checkpoint",
-                    field="--push",
-                )
-            p.repo_id = f"{org}/{p.name}"
+        p.repo_id, p.revision = by_folder[p.folder]
 
 
 def card_for(run: RunRecord, p: Planned) -> str:

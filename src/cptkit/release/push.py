@@ -119,13 +119,16 @@ def plan_uploads(
     named = "/" in org
     plan: list[tuple[Path, str, str | None]] = []
     if layout == "repo-per-checkpoint":
-        if named and len(dirs) > 1:
-            raise UserError(
-                f"{org} names one repository but {len(dirs)} checkpoints are released: give --push ORG (one "
-                "repository per checkpoint, named after its release) or use the revision-per-checkpoint layout",
-                field="--push",
-            )
-        plan = [(d, org if named else f"{org}/{d.name}", None) for d in dirs]
+        # The release name is the folder's and the repository's (issue #18): ORG/NAME may only repeat it.
+        for d in dirs:
+            if named and org.split("/")[1] != d.name:
+                raise UserError(
+                    f"one repository per checkpoint is named by its release folder ({d.name!r}), not "
+                    f"{org.split('/')[1]!r}: give --push ORG, or the revision-per-checkpoint layout for one repository "
+                    "ORG/NAME with a branch per checkpoint",
+                    field="--push",
+                )
+        plan = [(d, f"{org.split('/')[0]}/{d.name}", None) for d in dirs]
     else:
         for d in dirs:
             m = _ITER_SUFFIX.match(d.name)
