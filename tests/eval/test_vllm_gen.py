@@ -126,14 +126,15 @@ def _seen(monkeypatch) -> dict[str, list[str]]:
     from cptkit.eval import code
 
     seen: dict[str, list[str]] = {}
-    real = code.keep_all
+    real = code.bigcode_outputs  # the template's filter: bigcode's decode step
 
-    def keep_all(resps, docs):
-        for r, d in zip(resps, docs, strict=True):
+    def bigcode_outputs(resps, docs):
+        out = real(resps, docs)
+        for r, d in zip(out, docs, strict=True):
             seen[d["task_id"]] = list(r)
-        return real(resps, docs)
+        return out
 
-    monkeypatch.setattr(code, "keep_all", keep_all)
+    monkeypatch.setattr(code, "bigcode_outputs", bigcode_outputs)
     return seen
 
 
@@ -175,8 +176,13 @@ def test_sampled_humaneval_is_one_n10_call_per_task(fake_vllm, preferring_llama,
     want = tok(tok.bos_token + problems[0]["prompt"], add_special_tokens=False)["input_ids"]
     assert prompts[0]["prompt_token_ids"] == want and want.count(tok.bos_token_id) == 1
     assert doc["vllm_sampled_calls"] == [{"prompts": 2, "n": 10, "stop": stops, "max_tokens": 1024}]
-    # the samples pass@k sees were cut at the stop sequences; pass@1 = mean(3/10, 1/10), pass@10 = 1 for both
-    assert seen[problems[0]["task_id"]][0] == problems[0]["canonical_solution"]
+    # the samples pass@k sees were cut at the stop sequences and went through bigcode's decode step (which turns
+    # "idx != idx2" into "idx!= idx2" here); pass@1 = mean(3/10, 1/10), pass@10 = 1 for both
+    from cptkit.eval.bigcode import bigcode_output
+    from cptkit.eval.code import HUMANEVAL_STOP_WORDS
+
+    right = bigcode_output(problems[0]["prompt"], problems[0]["canonical_solution"], HUMANEVAL_STOP_WORDS)
+    assert seen[problems[0]["task_id"]][0] == right
     assert seen[problems[1]["task_id"]][-1] == "    return None\n"
     assert doc["scores"]["HumanEval"] == pytest.approx(0.2) and doc["scores"]["HumanEval@10"] == 1.0
 
