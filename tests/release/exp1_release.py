@@ -27,8 +27,20 @@ from cptkit.convert.spec import load_specs
 from cptkit.model.config import ModelConfig
 from cptkit.release.push import format_upload, plan_uploads, push
 
-# Seed 000's repository (tokyotech-llm/...): the release name of exp1's last checkpoint.
-EXP1_NAME = "Llama-3.1-8B-code-ablation-exp1-LR2.5e-5-MINLR2.5E-6-WD0.1-iter0012500"
+
+def exp1_name(iteration: int = 12500) -> str:
+    """The release name `cptkit release` gives recipes/swallowcode_exp1.yaml's checkpoint (seed 000's repository name
+    for the last one, tests/release/test_name.py)."""
+    from cptkit.release.name import render_name, template_variables
+    from cptkit.train.recipe import load_recipe
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / "swallowcode_exp1.yaml"
+    recipe = load_recipe(path, [])
+    variables = template_variables(recipe, iteration, base_model=recipe.release.base_model)
+    return render_name(recipe.release.name, variables, file=str(path))
+
+
+EXP1_NAME = exp1_name()
 LLAMA_31_8B = ModelConfig(
     architecture="llama",
     num_layers=32,
