@@ -228,6 +228,16 @@ COVERAGE: dict[str, Cover] = {
         ),
     ),
     "cptkit --help": Cover(run=CMD, expect=("tokenize",)),
+    # Stage reference: command names and a synopsis; their workflow lines above run them.
+    "cptkit report": Cover(run=("{cmd} --help",), expect=("--reference",)),
+    "cptkit release RUN_DIR [--every-eval]": Cover(
+        exempt="a synopsis (RUN_DIR is a placeholder); the release line of the workflow block runs it"
+    ),
+    "cptkit launch release": Cover(
+        run=("{cmd} --help",),
+        expect=("--every-eval", "--push"),
+        nodes=("tests/launch/test_launch_release.py::test_release_job_releases_every_evaluated_checkpoint",),
+    ),
     # -- ablations and clusters --------------------------------------------------------------------------------------
     "cptkit launch train recipes/my_ablation.yaml --cluster launch/tsubame4.yaml --nodes 16 --chain 6 --submit": Cover(
         run=CMD, expect=("#$ -l node_f=16", "qsub -terse -hold_jid"), nodes=LAUNCH_FOR_REAL
