@@ -67,6 +67,7 @@ def chunk_layout(ckpt: Path) -> dict[str, set]:
     return {k: {(tuple(c.offsets), tuple(c.sizes)) for c in v.chunks} for k, v in md.items() if hasattr(v, "chunks")}
 
 
+@pytest.mark.slow  # spawned TP ranks per broken mapping: ~90 s for both on 2 cores (make test-slow; CI runs it)
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_logits_match_hf_at_tp1_and_tp2_and_broken_mappings_do_not(tmp_path, monkeypatch, arch):
     hf = make_hf_model(tmp_path / "hf", arch)

@@ -154,6 +154,7 @@ def _layout_run(rank, world, recipe, layout, init, run_dir):
     return train(r)
 
 
+@pytest.mark.slow  # 8 spawned ranks: ~90 s on 2 cores (make test-slow; CI runs it)
 def test_tp2_dp2_pp2_reproduce_tp1_losses(baseline, tiny_data, tmp_path):
     """TP=2, DP=2 and PP=2 (megatron's 1F1B schedule) give TP=1's losses, all starting from the TP=1 run's
     checkpoint (resharded on load)."""
