@@ -149,6 +149,7 @@ def _trainer_load_then_pp2_resave(rank: int, world: int, ckpt: str, tokens: torc
     return (logits.numpy() if rank == 0 else None), len(model.decoder.layers)
 
 
+@pytest.mark.slow  # spawned ranks / a killed and resumed run: 25-45 s on 2 cores (make test-slow; CI runs it)
 def test_trainer_loader_at_tp2_and_pp2_saved_checkpoint_exports_bit_exact(tmp_path):
     from cptkit.backend.spawn import run_spawned
 

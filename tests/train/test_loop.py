@@ -87,6 +87,7 @@ def test_tiny_recipe_trains_30_steps_and_loss_falls(baseline):
     assert rc == 0 and "COMPLETED" in out
 
 
+@pytest.mark.slow  # spawned ranks / a killed and resumed run: 25-45 s on 2 cores (make test-slow; CI runs it)
 def test_sigterm_saves_and_exits_0_then_resume_is_exact_and_changed_mixture_refused(baseline, tiny_data, tmp_path):
     recipe = write_recipe(tmp_path / "base.yaml", tiny_data["mixture"], tmp_path / "run")
     proc = cptkit_train(recipe, wait=False)
@@ -118,6 +119,7 @@ def test_sigterm_saves_and_exits_0_then_resume_is_exact_and_changed_mixture_refu
         ), i
 
 
+@pytest.mark.slow  # spawned ranks / a killed and resumed run: 25-45 s on 2 cores (make test-slow; CI runs it)
 def test_hard_kill_resumes_from_last_complete_checkpoint_exactly(baseline, tiny_data, tmp_path):
     recipe = write_recipe(tmp_path / "base.yaml", tiny_data["mixture"], tmp_path / "run")
     proc = cptkit_train(recipe, wait=False)
