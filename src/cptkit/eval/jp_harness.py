@@ -84,10 +84,16 @@ def configure(cfg: dict, files: dict, *, kind: str, out_dir: Path, pair: str = "
     else:
         train = _read_jsonl(files["train"].files) if shots else []
         rendered = contexts(test, shots, train, mgsm_text, mgsm_target)
+    run_rendered_contexts(cfg, [{**doc, "context": context} for doc, context in rendered], out_dir, shots)
+
+
+def run_rendered_contexts(cfg: dict, rows: list[dict], out_dir: Path, shots: int) -> None:
+    """Write the documents with their full prompts (`context`) and make the task read that file, 0-shot: the harness's
+    shots are inside `context`. Shared by the JP harness's tasks (MGSM, WMT20, XL-Sum)."""
     path = Path(out_dir) / f"{cfg['task']}.contexts.jsonl"
     with open(path, "w", encoding="utf-8") as f:
-        for doc, context in rendered:
-            f.write(json.dumps({**doc, "context": context}, ensure_ascii=False) + "\n")
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     cfg["dataset_path"] = "json"
     cfg["dataset_kwargs"] = {"data_files": {"test": [str(path)]}}
     for split in ("training_split", "validation_split", "fewshot_split"):
@@ -95,7 +101,7 @@ def configure(cfg: dict, files: dict, *, kind: str, out_dir: Path, pair: str = "
     cfg["test_split"] = "test"
     cfg["doc_to_text"] = "{{context}}"
     cfg["num_fewshot"] = 0
-    cfg.setdefault("metadata", {})["num_fewshot_in_context"] = shots  # the shots are inside `context`
+    cfg.setdefault("metadata", {})["num_fewshot_in_context"] = shots
 
 
 # ---- scoring ---------------------------------------------------------------------------------------------------------

@@ -159,19 +159,9 @@ def configure(cfg: dict, files: dict, *, out_dir: Path, model_dir: Path | None =
         config_path = Path(model_dir) / "config.json"
         max_length = harness_max_length(json.loads(config_path.read_text(encoding="utf-8")), str(config_path))
         rows = render(test, train, shots, load_tokenizer(str(model_dir)), max_length)
-    path = Path(out_dir) / f"{cfg['task']}.contexts.jsonl"
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({**row, "tokenizer": str(model_dir) if model_dir else None}, ensure_ascii=False) + "\n")
-    cfg["dataset_path"] = "json"
-    cfg["dataset_kwargs"] = {"data_files": {"test": [str(path)]}}
-    for split in ("training_split", "validation_split", "fewshot_split"):
-        cfg.pop(split, None)
-    cfg["test_split"] = "test"
-    cfg["doc_to_text"] = "{{context}}"
-    cfg["num_fewshot"] = 0
-    meta = cfg.setdefault("metadata", {})
-    meta["num_fewshot_in_context"] = shots
+    tokenizer = str(model_dir) if model_dir else None
+    jp_harness.run_rendered_contexts(cfg, [{**row, "tokenizer": tokenizer} for row in rows], out_dir, shots)
+    meta = cfg["metadata"]
     meta["cptkit_max_length"] = max_length  # the model keeps the last max_length - max_gen_toks prompt tokens
     lost = [r.get("harness_lost_tokens", 0) for r in rows]  # shown in the results JSON's task config
     meta["harness_outputs_lost"] = {
