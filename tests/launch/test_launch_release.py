@@ -137,25 +137,10 @@ def test_login_node_checks(tmp_path, site_env, hf_login, capsys, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A tiny HF Llama converted, trained 4 iterations (checkpoints at 2 and 4), `cptkit eval` results for both."""
-    sys.path.insert(0, str(ROOT / "tests" / "train"))
-    from train_helpers import cptkit_train, make_hf_llama, write_mixture, write_prefix, write_recipe, write_tokenizer
+    sys.path.insert(0, str(ROOT / "tests" / "release"))
+    from release_helpers import train_tiny_release_run
 
-    from cptkit.convert.hf_to_mcore import convert_hf_to_mcore
-
-    root = tmp_path_factory.mktemp("release_job")
-    prefixes = {"code": root / "data" / "code_text_document", "text": root / "data" / "text_text_document"}
-    for i, p in enumerate(prefixes.values()):
-        write_prefix(p, seed=i + 1)
-    mixture = write_mixture(root / "data" / "mix.yaml", prefixes, {"code": "16k", "text": "84k"})
-    hf = make_hf_llama(root / "hf")
-    write_tokenizer(hf / "tokenizer.json")
-    convert_hf_to_mcore(hf, root / "base", log=lambda *a: None)
-    run = root / "run"
-    recipe = write_recipe(root / "tiny_release.yaml", mixture, run)
-    rc, _, err = cptkit_train(recipe, "training.train_iters=4", "checkpoint.interval_iters=2",
-                              "checkpoint.keep_last=null", "checkpoint.keep_every_iters=null",
-                              "eval.interval_iters=null", f"model.init_checkpoint={root / 'base'}")  # fmt: skip
-    assert rc == 0, err[-3000:]
+    run = train_tiny_release_run(tmp_path_factory.mktemp("release_job"))
     for it in (2, 4):
         state = json.loads((run / "checkpoints" / f"iter_{it:07d}" / "cptkit_state.json").read_text())
         doc = {  # the fields of `cptkit eval`'s results file that the card and `cptkit report` read

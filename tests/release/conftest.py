@@ -15,48 +15,19 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from train_helpers import (
-    cptkit_train,
-    make_hf_llama,
-    write_mixture,
-    write_prefix,
-    write_recipe,
-    write_tokenizer,
-)
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from release_helpers import EVAL_SCORES, JOB_ENV, write_eval
+from release_helpers import EVAL_SCORES, JOB_ENV, train_tiny_release_run, write_eval
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    from cptkit.convert.hf_to_mcore import convert_hf_to_mcore
-
     root = tmp_path_factory.mktemp("release_run")
-    prefixes = {"code": root / "data" / "code_text_document", "text": root / "data" / "text_text_document"}
-    for i, p in enumerate(prefixes.values()):
-        write_prefix(p, seed=i + 1)
-    mixture = write_mixture(root / "data" / "mix.yaml", prefixes, {"code": "16k", "text": "84k"})
-    hf = make_hf_llama(root / "hf")
-    write_tokenizer(hf / "tokenizer.json")
-    convert_hf_to_mcore(hf, root / "base", log=lambda *a: None)
-    run_dir = root / "run"
-    recipe = write_recipe(root / "tiny_release.yaml", mixture, run_dir)
     # What a rendered job script exports (launch/render.py) and a scheduler sets: recorded in logs/jobs_env.jsonl.
     saved = {k: os.environ.get(k) for k in JOB_ENV}
     os.environ.update(JOB_ENV)
     try:
-        rc, _, err = cptkit_train(
-            recipe,
-            "training.train_iters=4",
-            "checkpoint.interval_iters=2",
-            "checkpoint.keep_last=null",
-            "checkpoint.keep_every_iters=null",
-            "eval.interval_iters=null",
-            f"model.init_checkpoint={root / 'base'}",
-            "release.base_model=meta-llama/Llama-3.1-8B",
-            "release.ablation=tiny-ablation",
+        run_dir = train_tiny_release_run(
+            root, "release.base_model=meta-llama/Llama-3.1-8B", "release.ablation=tiny-ablation"
         )
     finally:
         for k, v in saved.items():
@@ -64,7 +35,6 @@ def tiny_run(tmp_path_factory) -> Path:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    assert rc == 0, err[-3000:]
     state = json.loads((run_dir / "checkpoints" / "iter_0000002" / "cptkit_state.json").read_text())
     write_eval(run_dir, 2, EVAL_SCORES, state["consumed_tokens"])
     return run_dir
